@@ -1,0 +1,38 @@
+"""The LiveFX error hierarchy.
+
+Everything LiveFX raises on purpose derives from ``LiveFXError``. The CLI turns one into a single
+line and an exit code; the server (a later issue) turns one into an error message. Nothing else
+catches broadly.
+"""
+
+from __future__ import annotations
+
+
+class LiveFXError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(LiveFXError):
+    """Bad input from a user: a missing or unreadable file, a truncated video, an empty frame."""
+
+    exit_code = 2
+
+
+class ConfigError(LiveFXError, ValueError):
+    """An out-of-range or unknown setting."""
+
+    exit_code = 2
+
+
+class ModelError(LiveFXError):
+    """A model that cannot be read, converted or loaded, or does not have the expected shape."""
+
+    exit_code = 3
+
+
+class BackendError(LiveFXError):
+    """A compute or inference backend that cannot be used here."""
+
+    exit_code = 4
