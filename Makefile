@@ -1,0 +1,65 @@
+# LiveFX: `make run` and `make test` set up a fresh machine (they create .venv themselves).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+OUT    := out
+# MediaPipe 0.10.21 pins numpy<2, so its runtime lives in a throw-away venv of its own.
+MP_VENV ?= /tmp/livefx-mediapipe-venv
+
+.PHONY: install dev run test lint format models fixtures bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+# The main job on the CPU default: the sample photo and a moving sample clip to person mattes.
+run: $(VENV)/.installed
+	mkdir -p $(OUT)
+	$(VENV)/bin/livefx process samples/astronaut.jpg $(OUT)/astronaut_matte.png
+	$(PY) -m engine.samples $(OUT)/sample_clip.mp4 --width 1280 --height 720 --frames 90
+	$(VENV)/bin/livefx process $(OUT)/sample_clip.mp4 $(OUT)/sample_clip_matte.mp4
+	@echo "wrote $(OUT)/astronaut_matte.png and $(OUT)/sample_clip_matte.mp4"
+
+test: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Fetch mediapipe==0.10.21 (pip download --no-deps), convert, and compare with the committed .onnx.
+models: $(VENV)/.installed-dev
+	$(VENV)/bin/livefx models build --check
+
+$(MP_VENV)/bin/python:
+	$(PYTHON) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/python -m pip -q install mediapipe==0.10.21 scikit-image "numpy<2"
+
+# Re-record MediaPipe's own masks (committed under tests/fixtures).
+fixtures: $(MP_VENV)/bin/python
+	$(MP_VENV)/bin/python tools/mediapipe_fixtures.py tests/fixtures/mediapipe_masks.npz
+
+# ONNX Runtime next to MediaPipe's own runtime (run in its venv) on the same images.
+bench: $(VENV)/.installed-dev $(MP_VENV)/bin/python
+	$(PY) benchmarks/segment.py --mediapipe-python $(MP_VENV)/bin/python
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,146 @@
+"""The ``livefx`` command: process | models.
+
+Errors of LiveFX's own (``LiveFXError``) become one line on stderr and the error's exit code;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine import __version__
+from engine.config import EFFECTS, InferenceConfig, ModelConfig, PipelineConfig
+from engine.errors import LiveFXError
+from engine.models.registry import SEGMENTER_CHOICES
+
+log = logging.getLogger("livefx")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    d_model, d_inf = ModelConfig(), InferenceConfig()
+    p.add_argument("--effect", default="mask", help=f"one of {', '.join(EFFECTS)} (default mask)")
+    p.add_argument(
+        "--segmenter",
+        default=d_model.segmenter,
+        help=f"segmentation model: {', '.join(SEGMENTER_CHOICES)} (default {d_model.segmenter}: "
+        f"landscape when width/height ≥ {d_model.landscape_min_aspect})",
+    )
+    p.add_argument(
+        "--landscape-min-aspect",
+        type=float,
+        default=d_model.landscape_min_aspect,
+        help="aspect ratio at or above which auto picks the landscape model",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=d_inf.threads,
+        help=f"ONNX Runtime threads, 0 = one per core (default {d_inf.threads})",
+    )
+
+
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    return PipelineConfig(
+        effect=args.effect,
+        model=ModelConfig(
+            segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect
+        ),
+        inference=InferenceConfig(threads=args.threads),
+    )
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from engine.process import format_summary, process_file
+
+    summary = process_file(
+        args.input,
+        args.output,
+        _pipeline_config(args),
+        max_frames=args.max_frames,
+        progress=False if args.json or args.quiet else None,
+    )
+    if not args.quiet or args.json:
+        print(format_summary(summary, args.json))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.models.registry import SEGMENTERS, load_model
+
+    if args.action == "build":
+        from engine.models.build import build
+
+        for line in build(args.wheel, args.out, args.check):
+            print(line)
+        return 0
+    failed = 0
+    for spec in SEGMENTERS.values():
+        try:
+            load_model(spec.name)
+            state = "ok"
+        except LiveFXError as exc:
+            state, failed = f"FAILED: {exc}", failed + 1
+        print(f"{spec.name:<10} {spec.width}x{spec.height}  {spec.filename:<36} {state}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livefx", description="LiveFX: real-time person segmentation and video effects."
+    )
+    parser.add_argument("--version", action="version", version=f"livefx {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("process", help="process an image (PNG/JPEG) or a video file")
+    p.add_argument("input", help="image or video to read")
+    p.add_argument("output", help="file to write; a video's codec follows its extension")
+    _add_pipeline_args(p)
+    p.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("models", help="list and verify the shipped models, or rebuild them")
+    p.add_argument("action", nargs="?", choices=("list", "build"), default="list")
+    p.add_argument("--wheel", type=Path, default=None, help="mediapipe wheel (default: download)")
+    p.add_argument("--out", type=Path, default=None, help="also write the converted models here")
+    p.add_argument("--check", action="store_true", help="fail unless equal to the shipped files")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except LiveFXError as exc:
+        print(f"livefx: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("livefx: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The model registry: which models ship, where they are, and how to pick one for a frame.
+
+Shipped models are verified against their sha256 when loaded, so a damaged or swapped file is an
+error, never a wrong mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from engine.errors import ConfigError, ModelError
+
+MODEL_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    filename: str
+    height: int
+    width: int
+    sha256: str
+    source: str  # the file inside the mediapipe wheel it was converted from
+    source_sha256: str
+
+    @property
+    def path(self) -> Path:
+        return MODEL_DIR / self.filename
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+
+SEGMENTERS: dict[str, ModelSpec] = {
+    "general": ModelSpec(
+        name="general",
+        filename="selfie_segmentation.onnx",
+        height=256,
+        width=256,
+        sha256="929aac2aa2ec6523d10846a09391c000f0a565a5708e675d4b8573dc24f1db1e",
+        source="mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+        source_sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+    ),
+    "landscape": ModelSpec(
+        name="landscape",
+        filename="selfie_segmentation_landscape.onnx",
+        height=144,
+        width=256,
+        sha256="834b8566a4bfd6b8a0080356d31c08d56a61bae81dcccb19c0fde7d2523bd150",
+        source="mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+        source_sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+    ),
+}
+
+SEGMENTER_CHOICES = ("auto", *SEGMENTERS)
+
+
+@lru_cache(maxsize=8)
+def load_model(name: str) -> bytes:
+    """The bytes of a shipped segmenter, checked against its recorded sha256."""
+    spec = segmenter(name)
+    try:
+        data = spec.path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model {name!r}: cannot read {spec.path}: {exc.strerror}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.sha256:
+        raise ModelError(
+            f"model {name!r}: {spec.path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}… "
+            "(damaged or replaced; run `make models` to rebuild it)"
+        )
+    return data
+
+
+def segmenter(name: str) -> ModelSpec:
+    try:
+        return SEGMENTERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown segmentation model {name!r}; expected one of {', '.join(SEGMENTERS)}"
+        ) from None
+
+
+def choose_segmenter(
+    width: int, height: int, selection: str = "auto", landscape_min_aspect: float = 1.5
+) -> ModelSpec:
+    """The segmenter for a frame: by name, or by the frame's aspect ratio when ``auto``.
+
+    The landscape model (256×144) suits frames at least ``landscape_min_aspect`` times wider than
+    tall (16:9 is 1.78); narrower frames (4:3, square, portrait) go to the general model (256×256).
+    """
+    if selection != "auto":
+        return segmenter(selection)
+    return SEGMENTERS["landscape" if width >= landscape_min_aspect * height else "general"]
