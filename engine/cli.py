@@ -56,9 +56,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         effect=args.effect,
-        model=ModelConfig(
-            segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect
-        ),
+        model=ModelConfig(segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect),
         inference=InferenceConfig(threads=args.threads),
     )
 
@@ -124,9 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_native_logs(verbose: int) -> None:
+    """OpenCV and FFmpeg print their own diagnostics to stderr; LiveFX reports errors itself."""
+    import cv2
+
+    if verbose < 2:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_native_logs(args.verbose)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -38,7 +38,9 @@ class FrameBuffer:
 
     def __post_init__(self) -> None:
         if self.y.ndim != 2 or self.y.dtype != np.uint8:
-            raise InputError(f"Y plane must be a 2-D uint8 array, got {self.y.dtype} {self.y.shape}")
+            raise InputError(
+                f"Y plane must be a 2-D uint8 array, got {self.y.dtype} {self.y.shape}"
+            )
         h, w = self.y.shape
         if h == 0 or w == 0:
             raise InputError(f"zero-sized frame ({w}×{h})")
@@ -50,7 +52,9 @@ class FrameBuffer:
                     f"got {plane.dtype} {plane.shape[::-1]}"
                 )
         if self.colorspace not in COLORSPACES:
-            raise InputError(f"unknown colorspace {self.colorspace!r}; expected one of {COLORSPACES}")
+            raise InputError(
+                f"unknown colorspace {self.colorspace!r}; expected one of {COLORSPACES}"
+            )
 
     @property
     def width(self) -> int:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -106,16 +106,18 @@ def write_image(path: str | Path, frame: FrameBuffer) -> None:
 # -- videos -------------------------------------------------------------------------------------
 
 
+def _plane_rows(plane: Any) -> np.ndarray:
+    """A PyAV plane's memory as a (height, line_size) array: a view, not a copy."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+
+
 def frame_from_av(frame: av.VideoFrame) -> FrameBuffer:
     """An av.VideoFrame as a FrameBuffer: yuv420p planes are viewed, not copied."""
     if frame.width == 0 or frame.height == 0:
         raise InputError("zero-sized video frame")
     if frame.format.name not in ("yuv420p", "yuvj420p"):
         frame = frame.reformat(format="yuv420p")
-    planes = []
-    for plane in frame.planes:
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        planes.append(rows[:, : plane.width])
+    planes = [_plane_rows(plane)[:, : plane.width] for plane in frame.planes]
     # FFmpeg's AVColorRange 2 is JPEG (full range); AVColorSpace 1 is BT.709. Unspecified
     # (the usual case for webcams and WebRTC) means limited-range BT.601.
     full = frame.format.name == "yuvj420p" or int(frame.color_range) == 2
@@ -136,8 +138,7 @@ def frame_to_av(frame: FrameBuffer, out: av.VideoFrame | None = None) -> av.Vide
     if out is None or out.width != frame.width or out.height != frame.height:
         out = av.VideoFrame(frame.width, frame.height, "yuv420p")
     for plane, src in zip(out.planes, (frame.y, frame.u, frame.v), strict=True):
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        rows[:, : plane.width] = src
+        _plane_rows(plane)[:, : plane.width] = src
     out.color_range = 2 if frame.full_range else 1
     out.colorspace = 1 if frame.colorspace == "bt709" else 5
     out.pts = frame.pts
@@ -203,7 +204,13 @@ class VideoWriter:
     """Encodes FrameBuffers to a file; the codec follows the extension (VIDEO_CODECS)."""
 
     def __init__(
-        self, path: str | Path, width: int, height: int, rate: Fraction, *, bitrate: int | None = None
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        rate: Fraction,
+        *,
+        bitrate: int | None = None,
     ) -> None:
         self.path = check_writable(path)
         ext = self.path.suffix.lower()
@@ -216,7 +223,7 @@ class VideoWriter:
             raise InputError(f"{self.path}: {codec} needs an even frame size, got {width}×{height}")
         self.container: Any = av.open(str(self.path), mode="w")
         self.rate = Fraction(rate).limit_denominator(1001 * 1000)
-        self.stream = self.container.add_stream(codec, rate=self.rate)
+        self.stream: Any = cast(Any, self.container.add_stream(codec, rate=self.rate))
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.time_base = 1 / self.rate

@@ -40,19 +40,28 @@ def process_file(
     started = time.perf_counter()
     if media.is_image_path(src_p):
         if not media.is_image_path(dst_p):
-            raise InputError(f"{dst_p}: an image input needs an image output ({', '.join(media.IMAGE_EXTENSIONS)})")
+            kinds = ", ".join(media.IMAGE_EXTENSIONS)
+            raise InputError(f"{dst_p}: an image input needs an image output ({kinds})")
         out = pipeline.process(media.read_image(src_p))
         media.write_image(dst_p, out)
         width, height = out.width, out.height
     else:
         if media.is_image_path(dst_p):
-            raise InputError(f"{dst_p}: a video input needs a video output ({', '.join(media.VIDEO_CODECS)})")
+            raise InputError(
+                f"{dst_p}: a video input needs a video output ({', '.join(media.VIDEO_CODECS)})"
+            )
         with media.VideoReader(src_p) as reader:
             width, height = reader.width, reader.height
             total = reader.declared_frames or None
             if max_frames is not None and total is not None:
                 total = min(total, max_frames)
-            bar = tqdm(total=total, unit="frame", disable=not progress if progress is not None else None, file=sys.stderr, desc=src_p.name)
+            bar = tqdm(
+                total=total,
+                unit="frame",
+                disable=not progress if progress is not None else None,
+                file=sys.stderr,
+                desc=src_p.name,
+            )
             writer: media.VideoWriter | None = None
             try:
                 for frame in reader:

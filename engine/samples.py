@@ -46,11 +46,16 @@ def camera_frames(
         ww = wh * aspect
         cx = pw / 2 + motion * 0.5 * (pw - ww) * np.sin(2 * np.pi * t) * 0.8
         cy = ph / 2 + motion * 0.5 * (ph - wh) * np.cos(2 * np.pi * t) * 0.5
-        src = np.float32([[cx - ww / 2, cy - wh / 2], [cx + ww / 2, cy - wh / 2], [cx - ww / 2, cy + wh / 2]])
-        dst = np.float32([[0, 0], [width, 0], [0, height]])
+        src = np.array(
+            [[cx - ww / 2, cy - wh / 2], [cx + ww / 2, cy - wh / 2], [cx - ww / 2, cy + wh / 2]],
+            dtype=np.float32,
+        )
+        dst = np.array([[0, 0], [width, 0], [0, height]], dtype=np.float32)
         m = cv2.getAffineTransform(src, dst)
         out.append(
-            cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+            cv2.warpAffine(
+                photo, m, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT
+            )
         )
     return out
 

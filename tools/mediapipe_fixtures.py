@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mediapipe as mp
 
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     for model, (selection, height, width) in MODELS.items():
         with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=selection) as seg:
             for name in IMAGES:

@@ -12,7 +12,9 @@ from engine.errors import ModelError
 log = logging.getLogger(__name__)
 
 
-def _resolve(shape: list[int | str | None], given: tuple[int, ...] | None, what: str) -> tuple[int, ...]:
+def _resolve(
+    shape: list[int | str | None], given: tuple[int, ...] | None, what: str
+) -> tuple[int, ...]:
     if given is not None:
         if len(given) != len(shape):
             raise ModelError(f"{what}: the model has rank {len(shape)}, asked for shape {given}")

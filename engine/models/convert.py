@@ -96,7 +96,9 @@ class Context:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def node(self, op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any) -> None:
+    def node(
+        self, op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any
+    ) -> None:
         from onnx import helper
 
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))

@@ -22,8 +22,12 @@ def resize_into(src: np.ndarray, dst: np.ndarray) -> None:
     elif dh >= sh and dw >= sw:
         cv2.resize(src, (dw, dh), dst=dst, interpolation=cv2.INTER_LINEAR)
     else:  # one axis shrinks, the other grows: one pass per axis (rare: extreme aspect ratios)
-        mid = cv2.resize(src, (sw, dh), interpolation=cv2.INTER_AREA if dh < sh else cv2.INTER_LINEAR)
-        cv2.resize(mid, (dw, dh), dst=dst, interpolation=cv2.INTER_AREA if dw < sw else cv2.INTER_LINEAR)
+        mid = cv2.resize(
+            src, (sw, dh), interpolation=cv2.INTER_AREA if dh < sh else cv2.INTER_LINEAR
+        )
+        cv2.resize(
+            mid, (dw, dh), dst=dst, interpolation=cv2.INTER_AREA if dw < sw else cv2.INTER_LINEAR
+        )
 
 
 class Preprocessor:
@@ -44,7 +48,10 @@ class Preprocessor:
             resize_into(plane, small)
         mat, offset = yuv_to_rgb(frame.colorspace, frame.full_range)
         np.subtract(
-            self._small.reshape(3, -1), offset.astype(np.float32)[:, None], out=self._yuv, casting="unsafe"
+            self._small.reshape(3, -1),
+            offset.astype(np.float32)[:, None],
+            out=self._yuv,
+            casting="unsafe",
         )
         flat = out.reshape(3, -1)
         np.matmul(mat.astype(np.float32), self._yuv, out=flat)
@@ -84,7 +91,9 @@ def matte_to_yuv420p(alpha: np.ndarray, out: FrameBuffer) -> None:
 _LIMITED_LUT = np.rint(16.0 + np.arange(256) * (219.0 / 255.0)).astype(np.uint8)
 
 
-def rgb_to_yuv420p(rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bool = True) -> FrameBuffer:
+def rgb_to_yuv420p(
+    rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bool = True
+) -> FrameBuffer:
     """uint8 (H, W, 3) RGB → yuv420p (images and backgrounds at the edge, not per frame)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
@@ -102,7 +111,9 @@ def rgb_to_yuv420p(rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bo
     def q(a: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
-    return FrameBuffer(q(y), q(uv[..., 0]), q(uv[..., 1]), colorspace=colorspace, full_range=full_range)
+    return FrameBuffer(
+        q(y), q(uv[..., 0]), q(uv[..., 1]), colorspace=colorspace, full_range=full_range
+    )
 
 
 def yuv420p_to_rgb(frame: FrameBuffer) -> np.ndarray:

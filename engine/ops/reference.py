@@ -63,7 +63,9 @@ def upsample_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def rgb_to_yuv420p(rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bool = True) -> FrameBuffer:
+def rgb_to_yuv420p(
+    rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bool = True
+) -> FrameBuffer:
     """uint8 (H, W, 3) RGB → yuv420p frame; chroma is the mean of each 2×2 block's RGB."""
     mat, offset = rgb_to_yuv(colorspace, full_range)
     h, w = rgb.shape[:2]
@@ -77,7 +79,9 @@ def rgb_to_yuv420p(rgb: np.ndarray, *, colorspace: str = "bt601", full_range: bo
     def q(a: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
-    return FrameBuffer(q(y), q(uv[..., 0]), q(uv[..., 1]), colorspace=colorspace, full_range=full_range)
+    return FrameBuffer(
+        q(y), q(uv[..., 0]), q(uv[..., 1]), colorspace=colorspace, full_range=full_range
+    )
 
 
 def yuv420p_to_rgb(frame: FrameBuffer) -> np.ndarray:

@@ -1,0 +1,175 @@
+"""Segmentation latency: LiveFX's ONNX models on ONNX Runtime next to MediaPipe's own runtime.
+
+Same images (the shipped person photos, fitted to each model's input size), same run, same
+machine. Rows:
+
+- ``livefx ort (N thr)``: ``InferenceBackend.run()`` alone: the converted model on ONNX Runtime.
+- ``livefx frame→mask``: what the pipeline spends per frame on segmentation: yuv420p frame at model
+  size → preprocess → model → mask (the same work MediaPipe's graph does around its model).
+- ``mediapipe process()``: ``mp.solutions.selfie_segmentation`` 0.10.21 (TFLite + XNNPACK, its
+  ImageToTensor and TensorsToSegmentation calculators), run in-process when mediapipe imports, or
+  in the venv given by ``--mediapipe-python`` (mediapipe pins numpy<2).
+
+Prints median and p95 per row and the ratio of MediaPipe's median to each row's (>1: LiveFX
+faster). ``--json`` prints the figures as one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.frame import FrameBuffer
+from engine.inference.onnxruntime import OnnxRuntimeBackend
+from engine.models.registry import SEGMENTERS, load_model
+from engine.ops import cpu
+from engine.pipeline.timing import summarise_ns
+from engine.samples import PERSON_PHOTOS, sample_rgb
+
+WORKER = Path(__file__).resolve().parent / "mediapipe_worker.py"
+
+
+def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop to the aspect ratio, then area-resize (as the fidelity fixtures do)."""
+    h, w = img.shape[:2]
+    if h * width > w * height:
+        ch = w * height // width
+        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
+    else:
+        cw = h * width // height
+        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+    return np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
+
+
+def time_calls(fn: Callable[[int], None], n: int, warmup: int) -> list[int]:
+    for i in range(warmup):
+        fn(i)
+    out = []
+    for i in range(n):
+        t = time.perf_counter_ns()
+        fn(i)
+        out.append(time.perf_counter_ns() - t)
+    return out
+
+
+def infer_call(b: OnnxRuntimeBackend, inputs: list[np.ndarray]) -> Callable[[int], None]:
+    def call(i: int) -> None:
+        b.input[0] = inputs[i % len(inputs)]
+        b.run()
+
+    return call
+
+
+def frame_call(
+    pre: cpu.Preprocessor, b: OnnxRuntimeBackend, frames: list[FrameBuffer]
+) -> Callable[[int], None]:
+    def call(i: int) -> None:
+        pre(frames[i % len(frames)], b.input)
+        b.run()
+
+    return call
+
+
+def bench_livefx(
+    images: dict[str, list[np.ndarray]], threads: list[int], n: int, warmup: int
+) -> dict[str, dict[str, list[int]]]:
+    rows: dict[str, dict[str, list[int]]] = {}
+    for model, frames in images.items():
+        spec = SEGMENTERS[model]
+        data = load_model(model)
+        shape = (1, 3, spec.height, spec.width)
+        inputs = [f.transpose(2, 0, 1).astype(np.float32) / 255.0 for f in frames]
+        for t in threads:
+            b = OnnxRuntimeBackend(data, input_shape=shape, threads=t)
+            rows.setdefault(f"livefx ort ({t} thr)", {})[model] = time_calls(
+                infer_call(b, inputs), n, warmup
+            )
+        yuv = [cpu.rgb_to_yuv420p(f, full_range=False) for f in frames]
+        call = frame_call(
+            cpu.Preprocessor(spec.width, spec.height),
+            OnnxRuntimeBackend(data, input_shape=shape, threads=1),
+            yuv,
+        )
+        rows.setdefault("livefx frame→mask (1 thr)", {})[model] = time_calls(call, n, warmup)
+    return rows
+
+
+def bench_mediapipe(
+    images: dict[str, list[np.ndarray]], python: str | None, n: int, warmup: int
+) -> tuple[dict[str, list[int]] | None, str]:
+    if python is None:
+        if importlib.util.find_spec("mediapipe") is None:
+            return None, "mediapipe not importable and no --mediapipe-python given"
+        python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "images.npz")
+        arrays: dict[str, Any] = {
+            f"{m}/{i}": f for m, fs in images.items() for i, f in enumerate(fs)
+        }
+        np.savez(path, **arrays)
+        proc = subprocess.run(
+            [python, str(WORKER), path, str(n), str(warmup)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        return None, f"mediapipe worker failed: {proc.stderr.strip().splitlines()[-1:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    version = result.pop("mediapipe_version")
+    return result, f"mediapipe {version}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--repeats", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--mediapipe-python", default=os.environ.get("LIVEFX_MEDIAPIPE_PYTHON"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    photos = [sample_rgb(p) for p in PERSON_PHOTOS]
+    images = {m: [fit(p, s.width, s.height) for p in photos] for m, s in SEGMENTERS.items()}
+    rows = bench_livefx(images, args.threads, args.repeats, args.warmup)
+    mp_rows, mp_note = bench_mediapipe(images, args.mediapipe_python, args.repeats, args.warmup)
+    if mp_rows is not None:
+        rows["mediapipe process()"] = mp_rows
+
+    table: dict[str, dict[str, dict[str, float]]] = {
+        row: {m: summarise_ns(v) for m, v in per_model.items()} for row, per_model in rows.items()
+    }
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    if args.json:
+        print(json.dumps({"machine": machine, "mediapipe": mp_note, "rows": table}))
+        return 0
+    print(f"segmentation latency per image, {args.repeats} calls after {args.warmup} warm-up")
+    print(f"machine: {machine}; {mp_note}")
+    print(f"{'row':<28}{'model':<11}{'median ms':>10}{'p95 ms':>9}{'vs mediapipe':>14}")
+    for row, per_model in table.items():
+        for model, s in per_model.items():
+            ratio = ""
+            ref = table.get("mediapipe process()", {}).get(model)
+            if ref and s["median_ms"] > 0:
+                ratio = f"{ref['median_ms'] / s['median_ms']:.2f}×"
+            print(f"{row:<28}{model:<11}{s['median_ms']:>10.3f}{s['p95_ms']:>9.3f}{ratio:>14}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+TFLITE = {
+    "general": FIXTURES / "tflite" / "selfie_segmentation.tflite",
+    "landscape": FIXTURES / "tflite" / "selfie_segmentation_landscape.tflite",
+}
+
+
+@pytest.fixture(scope="session")
+def mediapipe_fixtures() -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / "mediapipe_masks.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    from engine.samples import sample_rgb
+
+    return sample_rgb("astronaut")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
