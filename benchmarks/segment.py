@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,21 +38,9 @@ from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models.registry import SEGMENTERS, load_model
 from engine.ops import cpu
 from engine.pipeline.timing import summarise_ns
-from engine.samples import PERSON_PHOTOS, sample_rgb
+from engine.samples import PERSON_PHOTOS, fit, sample_rgb
 
 WORKER = Path(__file__).resolve().parent / "mediapipe_worker.py"
-
-
-def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Centre-crop to the aspect ratio, then area-resize (as the fidelity fixtures do)."""
-    h, w = img.shape[:2]
-    if h * width > w * height:
-        ch = w * height // width
-        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
-    else:
-        cw = h * width // height
-        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
-    return np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
 
 
 def time_calls(fn: Callable[[int], None], n: int, warmup: int) -> list[int]:

@@ -32,6 +32,18 @@ def sample_rgb(name: str) -> np.ndarray:
     return read_rgb(sample_path(name))
 
 
+def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop ``img`` to width:height, then area-resize it to width×height."""
+    h, w = img.shape[:2]
+    if h * width > w * height:
+        ch = w * height // width
+        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
+    else:
+        cw = h * width // height
+        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+    return np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
+
+
 def camera_frames(
     photo: np.ndarray, width: int, height: int, frames: int, *, motion: float = 1.0
 ) -> list[np.ndarray]:

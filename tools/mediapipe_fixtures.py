@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# engine.samples needs only NumPy and OpenCV, both present in MediaPipe's venv.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine.samples import fit
 
 MODELS = {"general": (0, 256, 256), "landscape": (1, 144, 256)}  # model_selection, height, width
 IMAGES = ["astronaut", "camera", "coffee", "chelsea"]
@@ -34,20 +39,6 @@ def load(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre-crop to the target aspect ratio, then resize with area averaging."""
-    import cv2
-
-    h, w = img.shape[:2]
-    if h * width > w * height:
-        ch = w * height // width
-        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
-    else:
-        cw = h * width // height
-        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
-    return np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output .npz")
@@ -59,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, (selection, height, width) in MODELS.items():
         with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=selection) as seg:
             for name in IMAGES:
-                rgb = fit(load(name), height, width)
+                rgb = fit(load(name), width, height)
                 mask = seg.process(rgb).segmentation_mask
                 if mask is None or mask.shape != (height, width):
                     print(f"unexpected mask for {model}/{name}: {mask!r}", file=sys.stderr)
