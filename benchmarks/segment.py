@@ -65,8 +65,12 @@ def infer_call(b: OnnxRuntimeBackend, inputs: list[np.ndarray]) -> Callable[[int
 def frame_call(
     pre: cpu.Preprocessor, b: OnnxRuntimeBackend, frames: list[FrameBuffer]
 ) -> Callable[[int], None]:
+    pyramids = cpu.FramePyramids(*frames[0].size)
+
     def call(i: int) -> None:
-        pre(frames[i % len(frames)], b.input)
+        frame = frames[i % len(frames)]
+        pyramids.set(frame)
+        pre(pyramids, b.input, frame.colorspace, frame.full_range)
         b.run()
 
     return call

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine import __version__
-from engine.config import EFFECTS, InferenceConfig, ModelConfig, PipelineConfig
+from engine.config import (
+    EFFECTS,
+    BudgetConfig,
+    EffectConfig,
+    InferenceConfig,
+    MatteConfig,
+    ModelConfig,
+    PipelineConfig,
+)
 from engine.errors import LiveFXError
 from engine.models.registry import SEGMENTER_CHOICES
 
@@ -31,33 +39,78 @@ def _positive_int(text: str) -> int:
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    d_model, d_inf = ModelConfig(), InferenceConfig()
-    p.add_argument("--effect", default="mask", help=f"one of {', '.join(EFFECTS)} (default mask)")
-    p.add_argument(
+    d_eff, d_mat, d_model, d_inf = EffectConfig(), MatteConfig(), ModelConfig(), InferenceConfig()
+    g = p.add_argument_group("effect")
+    g.add_argument("--effect", default="mask", help=f"one of {', '.join(EFFECTS)} (default mask)")
+    g.add_argument(
+        "--strength", type=float, default=d_eff.strength, help="blur strength 0..1 (default 0.6)"
+    )
+    g.add_argument(
+        "--background",
+        default=None,
+        help="replace: image or video file (looped); default samples/backgrounds/rocket.jpg",
+    )
+    g.add_argument(
+        "--colour",
+        "--color",
+        default=d_eff.colour,
+        help="colour: #rrggbb or green|blue|black|white|grey (default green, #00b140)",
+    )
+    g = p.add_argument_group("matte")
+    g.add_argument("--threshold", type=float, default=d_mat.threshold, help="edge position 0..1")
+    g.add_argument(
+        "--feather", type=float, default=d_mat.feather, help="edge softness 0 (hard) .. 1 (raw)"
+    )
+    g.add_argument(
+        "--smoothing", type=float, default=d_mat.smoothing, help="temporal smoothing 0 (off) .. 1"
+    )
+    g.add_argument(
+        "--no-guided", action="store_true", help="bilinear matte upsampling, no guided filter"
+    )
+    g = p.add_argument_group("model and budget")
+    g.add_argument(
         "--segmenter",
         default=d_model.segmenter,
         help=f"segmentation model: {', '.join(SEGMENTER_CHOICES)} (default {d_model.segmenter}: "
         f"landscape when width/height ≥ {d_model.landscape_min_aspect})",
     )
-    p.add_argument(
+    g.add_argument(
         "--landscape-min-aspect",
         type=float,
         default=d_model.landscape_min_aspect,
         help="aspect ratio at or above which auto picks the landscape model",
     )
-    p.add_argument(
+    g.add_argument(
         "--threads",
         type=int,
         default=d_inf.threads,
         help=f"ONNX Runtime threads, 0 = one per core (default {d_inf.threads})",
     )
+    g.add_argument(
+        "--budget-ms",
+        type=float,
+        default=None,
+        help="per-frame budget: quality steps down when frames take longer (default: off)",
+    )
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
-        effect=args.effect,
+        effect=EffectConfig(
+            name=args.effect,
+            strength=args.strength,
+            background=args.background,
+            colour=args.colour,
+        ),
+        matte=MatteConfig(
+            threshold=args.threshold,
+            feather=args.feather,
+            smoothing=args.smoothing,
+            guided=not args.no_guided,
+        ),
         model=ModelConfig(segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect),
         inference=InferenceConfig(threads=args.threads),
+        budget=BudgetConfig(budget_ms=args.budget_ms),
     )
 
 

@@ -13,8 +13,15 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.models.registry import SEGMENTER_CHOICES
 
-EFFECTS = ("none", "mask")
+EFFECTS = ("none", "mask", "blur", "replace", "colour")
 INFERENCE_BACKENDS = ("onnxruntime",)
+NAMED_COLOURS = {
+    "green": (0, 177, 64),  # broadcast chroma-key green
+    "blue": (0, 71, 187),  # chroma-key blue
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "grey": (128, 128, 128),
+}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -51,15 +58,99 @@ class InferenceConfig:
         _check_range("threads", self.threads, 0, 256)
 
 
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb', 'rrggbb' or a name in NAMED_COLOURS → (r, g, b)."""
+    t = str(text).strip().lower()
+    if t in NAMED_COLOURS:
+        return NAMED_COLOURS[t]
+    h = t[1:] if t.startswith("#") else t
+    if len(h) != 6 or any(c not in "0123456789abcdef" for c in h):
+        raise ConfigError(f"colour: {text!r} is not #rrggbb or one of {', '.join(NAMED_COLOURS)}")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+@dataclass(frozen=True)
+class EffectConfig:
+    """The effect and its parameters (each used by the effect of the same name)."""
+
+    name: str = "blur"
+    strength: float = 0.6  # blur: 0 = none … 1 = strongest
+    background: str | None = None  # replace: image or video file; None = the shipped default
+    colour: str = "green"  # colour: #rrggbb or a name; default broadcast chroma green
+
+    def __post_init__(self) -> None:
+        _check_choice("effect", self.name, EFFECTS)
+        _check_range("strength", self.strength, 0.0, 1.0)
+        if self.background is not None and not isinstance(self.background, str):
+            raise ConfigError(f"background: {self.background!r} is not a file path")
+        if self.background == "":
+            raise ConfigError("background: empty path")
+        parse_colour(self.colour)
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return parse_colour(self.colour)
+
+
+@dataclass(frozen=True)
+class MatteConfig:
+    """How the model's low-resolution mask becomes the matte."""
+
+    threshold: float = 0.5  # mask value at the middle of the edge ramp
+    feather: float = 0.5  # width of the edge ramp in mask units; 0 = hard edge, 1 = as is
+    smoothing: float = 0.6  # temporal smoothing of small changes; 0 = off
+    guided: bool = True  # edge-following upsampling (guided filter) instead of bilinear
+    radius: int = 2  # guided filter radius, in mask pixels
+    eps: float = 1e-3  # guided filter regularisation (guide in [0, 1])
+
+    def __post_init__(self) -> None:
+        _check_range("threshold", self.threshold, 0.0, 1.0)
+        _check_range("feather", self.feather, 0.0, 1.0)
+        _check_range("smoothing", self.smoothing, 0.0, 1.0)
+        if not isinstance(self.guided, bool):
+            raise ConfigError(f"guided: {self.guided!r} is not true or false")
+        if isinstance(self.radius, bool) or not isinstance(self.radius, int):
+            raise ConfigError(f"radius: {self.radius!r} is not an integer")
+        _check_range("radius", self.radius, 1, 16)
+        _check_range("eps", self.eps, 1e-6, 1.0)
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """The per-frame latency budget the BudgetController holds (None: always full quality)."""
+
+    budget_ms: float | None = None
+    window: int = 15  # frames looked at for each decision
+    headroom: float = 0.6  # step back up when p90 stays under headroom × budget …
+    recover_frames: int = 60  # … for this many frames
+
+    def __post_init__(self) -> None:
+        if self.budget_ms is not None:
+            _check_range("budget_ms", self.budget_ms, 0.1, 10_000.0)
+        _check_range("window", self.window, 1, 10_000)
+        _check_range("headroom", self.headroom, 0.05, 0.95)
+        _check_range("recover_frames", self.recover_frames, 1, 100_000)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    effect: str = "mask"
+    effect: EffectConfig = field(default_factory=EffectConfig)
+    matte: MatteConfig = field(default_factory=MatteConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     stats_window: int = 100_000  # per-stage timings kept for the summary
 
     def __post_init__(self) -> None:
-        _check_choice("effect", self.effect, EFFECTS)
+        for name, kind in (
+            ("effect", EffectConfig),
+            ("matte", MatteConfig),
+            ("model", ModelConfig),
+            ("inference", InferenceConfig),
+            ("budget", BudgetConfig),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name}: expected {kind.__name__}")
         _check_range("stats_window", self.stats_window, 1, 10_000_000)
 
 

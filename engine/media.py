@@ -200,6 +200,37 @@ class VideoReader:
         self.close()
 
 
+class LoopingVideo:
+    """Frames of a video file, starting again from the first after the last (backgrounds)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._reader = VideoReader(self.path)
+        self._frames: Iterator[FrameBuffer] = iter(self._reader)
+        self.loops = 0
+
+    def next_frame(self) -> FrameBuffer:
+        try:
+            return next(self._frames)
+        except StopIteration:
+            pass
+        except InputError:
+            if self._reader.decoded == 0:
+                raise
+            # A damaged tail: loop on what decodes.
+        self._reader.close()
+        self.loops += 1
+        self._reader = VideoReader(self.path)
+        self._frames = iter(self._reader)
+        try:
+            return next(self._frames)
+        except StopIteration:
+            raise InputError(f"{self.path}: no video frame could be decoded") from None
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 class VideoWriter:
     """Encodes FrameBuffers to a file; the codec follows the extension (VIDEO_CODECS)."""
 

@@ -37,6 +37,20 @@ def process_file(
         raise InputError(f"{dst_p}: output would overwrite the input")
     media.check_writable(dst_p)
     pipeline = Pipeline(config)
+    try:
+        return _run(pipeline, src_p, dst_p, config, max_frames, progress)
+    finally:
+        pipeline.close()
+
+
+def _run(
+    pipeline: Pipeline,
+    src_p: Path,
+    dst_p: Path,
+    config: PipelineConfig,
+    max_frames: int | None,
+    progress: bool | None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     if media.is_image_path(src_p):
         if not media.is_image_path(dst_p):
@@ -78,13 +92,16 @@ def process_file(
     summary: dict[str, Any] = {
         "input": str(src_p),
         "output": str(dst_p),
-        "effect": config.effect,
+        "effect": config.effect.name,
         "model": pipeline.model.name if pipeline.model else None,
         "width": width,
         "height": height,
         "frames": pipeline.frames,
         "wall_s": round(time.perf_counter() - started, 3),
         "setup_ms": round(pipeline.setup_ns / 1e6, 3),
+        "inferences": pipeline.session.inferences,
+        "reused_masks": pipeline.session.reused,
+        "quality_changes": list(pipeline.budget.events),
         "stages": {
             k: {"median_ms": v["median_ms"], "p95_ms": v["p95_ms"]}
             for k, v in pipeline.times.summary().items()

@@ -10,31 +10,86 @@ import cv2
 import numpy as np
 
 from engine.frame import FrameBuffer, chroma_size
+from engine.ops import reference
 from engine.ops.color import rgb_to_yuv, yuv_to_rgb
 
 
 def resize_into(src: np.ndarray, dst: np.ndarray) -> None:
-    """Resample a 2-D uint8/float32 plane into ``dst`` (area when shrinking, bilinear growing)."""
-    sh, sw = src.shape
-    dh, dw = dst.shape
-    if dh <= sh and dw <= sw:
-        cv2.resize(src, (dw, dh), dst=dst, interpolation=cv2.INTER_AREA)
-    elif dh >= sh and dw >= sw:
+    """``reference.resize`` into ``dst``: exact 2×2 halvings, then bilinear (half-pixel).
+
+    Planes (H, W) or images (H, W, C), uint8 or float32."""
+    sh, sw = src.shape[:2]
+    dh, dw = dst.shape[:2]
+    k = reference.halvings(sw, sh, dw, dh)
+    while k > 0:
+        sh, sw, k = sh // 2, sw // 2, k - 1
+        # OpenCV's bilinear at exactly half size is the 2×2 mean.
+        shape = (sh, sw, *src.shape[2:])
+        half = dst if k == 0 and (sh, sw) == (dh, dw) else np.empty(shape, src.dtype)
+        cv2.resize(src, (sw, sh), dst=half, interpolation=cv2.INTER_LINEAR)
+        src = half
+    if src is not dst:
         cv2.resize(src, (dw, dh), dst=dst, interpolation=cv2.INTER_LINEAR)
-    else:  # one axis shrinks, the other grows: one pass per axis (rare: extreme aspect ratios)
-        mid = cv2.resize(
-            src, (sw, dh), interpolation=cv2.INTER_AREA if dh < sh else cv2.INTER_LINEAR
-        )
-        cv2.resize(
-            mid, (dw, dh), dst=dst, interpolation=cv2.INTER_AREA if dw < sw else cv2.INTER_LINEAR
-        )
+
+
+class Pyramid:
+    """A plane and its exact 2×2 halvings (level k is 2^k times smaller), remade each frame.
+
+    Halving with OpenCV's bilinear resize at exactly half size averages each 2×2 block, so a
+    level costs a fraction of a pass over the plane above it. Levels are computed on demand.
+    """
+
+    def __init__(self, width: int, height: int, max_levels: int = 5) -> None:
+        self.sizes = [(width, height)]
+        w, h = width, height
+        while len(self.sizes) <= max_levels and w % 2 == 0 and h % 2 == 0 and w >= 4 and h >= 4:
+            w, h = w // 2, h // 2
+            self.sizes.append((w, h))
+        self._levels: list[np.ndarray] = [np.empty((0, 0), np.uint8)] + [
+            np.empty((h, w), np.uint8) for w, h in self.sizes[1:]
+        ]
+        self._ready = 0
+
+    def set(self, plane: np.ndarray) -> None:
+        self._levels[0] = plane
+        self._ready = 1
+
+    def level(self, k: int) -> np.ndarray:
+        k = min(k, len(self.sizes) - 1)
+        while self._ready <= k:
+            src, dst = self._levels[self._ready - 1], self._levels[self._ready]
+            cv2.resize(src, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+            self._ready += 1
+        return self._levels[k]
+
+    def shrink_into(self, dst: np.ndarray) -> None:
+        """``reference.resize`` of the plane into ``dst``, reusing this frame's levels."""
+        w, h = self.sizes[0]
+        k = reference.halvings(w, h, dst.shape[1], dst.shape[0])
+        resize_into(self.level(min(k, len(self.sizes) - 1)), dst)
+
+
+class FramePyramids:
+    """Pyramids of the Y, U and V planes of frames of one size."""
+
+    def __init__(self, width: int, height: int) -> None:
+        cw, ch = chroma_size(width, height)
+        self.y = Pyramid(width, height)
+        self.u = Pyramid(cw, ch)
+        self.v = Pyramid(cw, ch)
+
+    def set(self, frame: FrameBuffer) -> None:
+        self.y.set(frame.y)
+        self.u.set(frame.u)
+        self.v.set(frame.v)
 
 
 class Preprocessor:
-    """yuv420p frame → float32 NCHW model input, RGB in [0, 1].
+    """yuv420p planes → float32 NCHW model input, RGB in [0, 1].
 
-    Resamples the three planes to the model size first (uint8, OpenCV), then applies the colour
-    matrix at model resolution only: a full-resolution RGB frame never exists.
+    Shrinks the three planes to the model size first (halvings, then one area resample), then
+    applies the colour matrix at model resolution only: a full-resolution RGB frame never exists.
+    ``luma`` keeps the shrunk Y plane: the guide for the matte at the model's resolution.
     """
 
     def __init__(self, width: int, height: int) -> None:
@@ -42,11 +97,21 @@ class Preprocessor:
         self._small = np.empty((3, height, width), np.uint8)
         self._yuv = np.empty((3, height * width), np.float32)
 
-    def __call__(self, frame: FrameBuffer, out: np.ndarray) -> None:
-        """Write the model input for ``frame`` into ``out`` (shape (3, H, W) or (1, 3, H, W))."""
-        for plane, small in zip((frame.y, frame.u, frame.v), self._small, strict=True):
-            resize_into(plane, small)
-        mat, offset = yuv_to_rgb(frame.colorspace, frame.full_range)
+    @property
+    def luma(self) -> np.ndarray:
+        return self._small[0]
+
+    def __call__(
+        self,
+        pyramids: FramePyramids,
+        out: np.ndarray,
+        colorspace: str = "bt601",
+        full_range: bool = False,
+    ) -> None:
+        """Write the model input into ``out`` (shape (3, H, W) or (1, 3, H, W))."""
+        for pyramid, small in zip((pyramids.y, pyramids.u, pyramids.v), self._small, strict=True):
+            pyramid.shrink_into(small)
+        mat, offset = yuv_to_rgb(colorspace, full_range)
         np.subtract(
             self._small.reshape(3, -1),
             offset.astype(np.float32)[:, None],
@@ -58,23 +123,194 @@ class Preprocessor:
         np.clip(flat, 0.0, 1.0, out=flat)
 
 
-class MaskUpsampler:
-    """Low-resolution float matte → uint8 matte at frame size (0 = background, 255 = person)."""
+def box_mean_into(src: np.ndarray, radius: int, dst: np.ndarray) -> None:
+    """``reference.box_mean`` on float32 planes (OpenCV's default border is reflect-101)."""
+    k = 2 * radius + 1
+    cv2.boxFilter(src, -1, (k, k), dst=dst, normalize=True, borderType=cv2.BORDER_REFLECT_101)
+
+
+class MatteRefiner:
+    """Low-resolution mask → uint8 mattes for the Y plane and for the U/V planes.
+
+    Steps (as ``reference``): motion-adaptive temporal smoothing (its state is ``previous``;
+    ``reset()`` forgets it), the threshold/feather ramp, the guided filter's coefficients at the
+    mask's resolution with the shrunk luma as guide, and their application on a luma plane of
+    the pyramid (``guide_level`` 0: full resolution, 1: half, ...; None: plain bilinear
+    upsampling, no guide). Buffers are made once per resolution.
+    """
+
+    def __init__(self, mask_w: int, mask_h: int) -> None:
+        shape = (mask_h, mask_w)
+        self.previous: np.ndarray | None = None
+        self.smoothed = np.empty(shape, np.float32)  # after temporal smoothing
+        self.matte = np.empty(shape, np.float32)  # after the ramp: the low-resolution matte
+        self._guide = np.empty(shape, np.float32)
+        self._k = np.empty(shape, np.float32)
+        self._t = [np.empty(shape, np.float32) for _ in range(6)]
+        self.a = np.empty(shape, np.float32)
+        self.b = np.empty(shape, np.float32)
+        self._hi: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def smooth(self, mask: np.ndarray, smoothing: float) -> None:
+        m, out = mask, self.smoothed
+        if self.previous is None or smoothing <= 0.0:
+            np.copyto(out, m)
+        else:
+            k_min = np.float32(1.0 - 0.85 * smoothing)
+            k, prev = self._k, self.previous
+            np.subtract(m, prev, out=out)  # Δ
+            np.abs(out, out=k)
+            np.multiply(k, (1.0 - k_min) * 4.0, out=k)
+            np.add(k, k_min, out=k)
+            np.minimum(k, 1.0, out=k)
+            np.multiply(out, k, out=out)
+            np.add(out, prev, out=out)
+        if self.previous is None:
+            self.previous = np.empty_like(out)
+        np.copyto(self.previous, out)
+
+    def ramp(self, threshold: float, feather: float) -> None:
+        if feather <= 0.0:
+            np.greater_equal(self.smoothed, threshold, out=self._k, casting="unsafe")
+            np.copyto(self.matte, self._k)
+            return
+        np.subtract(self.smoothed, threshold, out=self.matte)
+        np.multiply(self.matte, 1.0 / feather, out=self.matte)
+        np.add(self.matte, 0.5, out=self.matte)
+        np.clip(self.matte, 0.0, 1.0, out=self.matte)
+
+    def coefficients(self, luma_small: np.ndarray, radius: int, eps: float) -> None:
+        i, p = self._guide, self.matte
+        np.multiply(luma_small, np.float32(1.0 / 255.0), out=i, casting="unsafe")
+        mean_i, mean_p, corr_i, corr_ip, t1, t2 = self._t
+        box_mean_into(i, radius, mean_i)
+        box_mean_into(p, radius, mean_p)
+        np.multiply(i, i, out=t1)
+        box_mean_into(t1, radius, corr_i)
+        np.multiply(i, p, out=t1)
+        box_mean_into(t1, radius, corr_ip)
+        np.multiply(mean_i, mean_i, out=t1)
+        np.subtract(corr_i, t1, out=t1)  # var_i
+        np.add(t1, np.float32(eps), out=t1)
+        np.multiply(mean_i, mean_p, out=t2)
+        np.subtract(corr_ip, t2, out=t2)  # cov_ip
+        np.divide(t2, t1, out=t1)  # a
+        np.multiply(t1, mean_i, out=t2)
+        np.subtract(mean_p, t2, out=t2)  # b
+        box_mean_into(t1, radius, self.a)
+        box_mean_into(t2, radius, self.b)
+
+    def _hi_buffers(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bufs = self._hi.get((w, h))
+        if bufs is None:
+            bufs = self._hi[(w, h)] = (
+                np.empty((h, w), np.float32),
+                np.empty((h, w), np.float32),
+                np.empty((h, w), np.float32),
+            )
+        return bufs
+
+    def apply(self, guide: np.ndarray, out: np.ndarray) -> None:
+        """q = up(a)·I + up(b) on the uint8 ``guide`` plane, written as a uint8 matte."""
+        a_up, b_up, q = self._hi_buffers(guide.shape[1], guide.shape[0])
+        # Scale the coefficients at low resolution (cheap) so that q comes out in 0..255.
+        np.multiply(self.b, np.float32(255.0), out=self._t[0])
+        resize_into(self.a, a_up)
+        resize_into(self._t[0], b_up)
+        cv2.multiply(a_up, guide, dst=q, dtype=cv2.CV_32F)
+        cv2.add(q, b_up, dst=out, dtype=cv2.CV_8U)  # rounds and saturates to 0..255
+
+    def upsample(self, out: np.ndarray) -> None:
+        """No guide: the low-resolution matte bilinearly upsampled into ``out`` (uint8)."""
+        np.multiply(self.matte, np.float32(255.0), out=self._t[0])
+        up = self._hi_buffers(out.shape[1], out.shape[0])[2]
+        resize_into(self._t[0], up)
+        cv2.convertScaleAbs(up, dst=out)  # values are in 0..255: rounds to uint8
+
+
+class BackgroundBlur:
+    """Blur of the background at a reduced resolution (a pyramid level), halo-free.
+
+    For each plane: take pyramid level ``level`` (2^level smaller), blur it with ``masked_blur``
+    (two box passes of ``radius``, weighted by the background share 1 − matte so the person's
+    colours do not bleed out), and upsample the result to the plane's full size into ``out``.
+    The blurred weight is computed once per frame for each (size, radius): U and V share it.
+    """
 
     def __init__(self) -> None:
-        self._scaled = np.empty((0, 0), np.float32)
-        self._small = np.empty((0, 0), np.uint8)
+        self._bufs: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._weights: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._frame_weights: set[tuple[int, int, int]] = set()
 
-    def __call__(self, mask: np.ndarray, out: np.ndarray) -> None:
-        if self._small.shape != mask.shape:
-            self._scaled = np.empty(mask.shape, np.float32)
-            self._small = np.empty(mask.shape, np.uint8)
-        # Quantise at low resolution (cheap), then resample uint8 straight into the output.
-        np.multiply(mask, 255.0, out=self._scaled)
-        np.clip(self._scaled, 0.0, 255.0, out=self._scaled)
-        np.rint(self._scaled, out=self._scaled)
-        self._small[...] = self._scaled
-        resize_into(self._small, out)
+    def new_frame(self) -> None:
+        self._frame_weights.clear()
+
+    def _buffers(self, w: int, h: int) -> list[np.ndarray]:
+        bufs = self._bufs.get((w, h))
+        if bufs is None:
+            bufs = self._bufs[(w, h)] = [np.empty((h, w), np.float32) for _ in range(3)]
+            bufs.append(np.empty((h, w), np.uint8))
+        return bufs
+
+    def _weight(
+        self, matte: np.ndarray, w: int, h: int, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(background share, its blur, where that blur is too small to divide by)."""
+        key = (w, h, radius)
+        bufs = self._weights.get(key)
+        if bufs is None:
+            bufs = self._weights[key] = (
+                np.empty((h, w), np.float32),
+                np.empty((h, w), np.float32),
+                np.empty((h, w), bool),
+            )
+        share, den, empty = bufs
+        if key not in self._frame_weights:
+            resize_into(matte, share)
+            np.subtract(np.float32(1.0), share, out=share)
+            box_mean_into(share, radius, den)
+            box_mean_into(den, radius, den)
+            np.less_equal(den, np.float32(1e-3), out=empty)
+            np.maximum(den, np.float32(1e-3), out=den)
+            self._frame_weights.add(key)
+        return bufs
+
+    def __call__(
+        self, pyramid: Pyramid, level: int, matte: np.ndarray, radius: int, out: np.ndarray
+    ) -> None:
+        src = pyramid.level(level)
+        h, w = src.shape
+        share, den, empty = self._weight(matte, w, h, radius)
+        x, num, tmp, small = self._buffers(w, h)
+        np.copyto(x, src, casting="unsafe")
+        np.multiply(x, share, out=num)
+        for buf in (num, x):
+            box_mean_into(buf, radius, tmp)
+            box_mean_into(tmp, radius, buf)
+        # num = blur(x·w), x = blur(x): the plain blur where no background is near.
+        np.divide(num, den, out=num)
+        np.copyto(num, x, where=empty)
+        np.add(num, np.float32(0.5), out=num)  # the uint8 conversion truncates: round
+        np.clip(num, 0, 255, out=num)
+        np.copyto(small, num, casting="unsafe")
+        resize_into(small, out)
+
+
+def composite_into(
+    fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray, scratch: list[np.ndarray]
+) -> None:
+    """out = fg·a + bg·(1 − a), a = alpha/255, in uint8 (each product rounded: error ≤ 1).
+
+    ``scratch`` holds two uint8 planes of the same size, reused from frame to frame.
+    """
+    t1, t2 = scratch
+    cv2.multiply(fg, alpha, dst=t1, scale=1.0 / 255.0)
+    cv2.bitwise_not(alpha, dst=t2)
+    cv2.multiply(bg, t2, dst=t2, scale=1.0 / 255.0)
+    cv2.add(t1, t2, dst=out)
 
 
 def matte_to_yuv420p(alpha: np.ndarray, out: FrameBuffer) -> None:

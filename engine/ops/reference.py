@@ -3,9 +3,10 @@
 This module is the truth the fast backends (``cpu``, and later ``cuda``) are tested against. Every
 function allocates its result and does the arithmetic in float64, in the most direct way.
 
-Resampling convention (shared by every backend): separable; along an axis that shrinks, exact area
-averaging (each output sample is the mean of the input it covers, fractional pixels weighted by
-overlap); along an axis that grows, bilinear with half-pixel centres, clamped at the border.
+Resampling convention (shared by every backend): while both sides are even and at least twice the
+target, halve exactly (mean of each 2×2 block, a mip-map level); then bilinear with half-pixel
+centres, clamped at the border. Shrinking by 2 or more therefore averages every input pixel (no
+aliasing from skipped pixels), and each halving is a cheap pass for the fast backends.
 """
 
 from __future__ import annotations
@@ -16,39 +17,54 @@ from engine.frame import FrameBuffer, chroma_size
 from engine.ops.color import rgb_to_yuv, yuv_to_rgb
 
 
-def resample_matrix(src: int, dst: int) -> np.ndarray:
-    """dst×src weights: area averaging when shrinking, half-pixel bilinear when growing."""
+def bilinear_matrix(src: int, dst: int) -> np.ndarray:
+    """dst×src weights of bilinear resampling with half-pixel centres, clamped at the border."""
     w = np.zeros((dst, src))
-    if dst <= src:
-        scale = src / dst
-        for i in range(dst):
-            lo, hi = i * scale, (i + 1) * scale
-            for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), src)):
-                w[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
-    else:
-        for i in range(dst):
-            x = min(max((i + 0.5) * src / dst - 0.5, 0.0), src - 1)
-            j0 = int(np.floor(x))
-            j1 = min(j0 + 1, src - 1)
-            f = x - j0
-            w[i, j0] += 1.0 - f
-            w[i, j1] += f
+    for i in range(dst):
+        x = min(max((i + 0.5) * src / dst - 0.5, 0.0), src - 1)
+        j0 = int(np.floor(x))
+        j1 = min(j0 + 1, src - 1)
+        f = x - j0
+        w[i, j0] += 1.0 - f
+        w[i, j1] += f
     return w
 
 
 def resize(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample a 2-D plane (any dtype) to height×width, float64."""
-    rows = resample_matrix(plane.shape[0], height)
-    cols = resample_matrix(plane.shape[1], width)
-    out: np.ndarray = rows @ plane.astype(np.float64) @ cols.T
+    """Resample a 2-D plane (any dtype) to height×width, float64 (see the module's convention)."""
+    p = plane.astype(np.float64)
+    for _ in range(halvings(p.shape[1], p.shape[0], width, height)):
+        p = halve(p)
+    rows = bilinear_matrix(p.shape[0], height)
+    cols = bilinear_matrix(p.shape[1], width)
+    out: np.ndarray = rows @ p @ cols.T
+    return out
+
+
+def halvings(width: int, height: int, target_w: int, target_h: int) -> int:
+    """How many exact 2×2 halvings come before the final bilinear resample to the target.
+
+    Halve while both sides are even and at least twice the target's. Every backend follows this
+    rule, so that their cheap halving passes compute what the reference does.
+    """
+    n = 0
+    while width % 2 == 0 and height % 2 == 0 and width >= 2 * target_w and height >= 2 * target_h:
+        width, height, n = width // 2, height // 2, n + 1
+    return n
+
+
+def halve(plane: np.ndarray) -> np.ndarray:
+    """Mean of each 2×2 block (both sides even), float64."""
+    p = plane.astype(np.float64)
+    out: np.ndarray = (p[0::2, 0::2] + p[0::2, 1::2] + p[1::2, 0::2] + p[1::2, 1::2]) / 4.0
     return out
 
 
 def preprocess(frame: FrameBuffer, width: int, height: int) -> np.ndarray:
     """yuv420p frame → model input: float64 (3, height, width) RGB in [0, 1].
 
-    The planes are resampled to the model size first, then converted: the colour matrix is linear,
-    so this equals converting at full resolution and then resampling (up to the final clip).
+    Each plane is resampled to the model size (``resize``), then the colour matrix is applied:
+    the matrix is linear, so this equals converting first and resampling after (up to the clip).
     """
     mat, offset = yuv_to_rgb(frame.colorspace, frame.full_range)
     yuv = np.stack([resize(p, width, height) for p in (frame.y, frame.u, frame.v)])
@@ -105,3 +121,114 @@ def matte_to_yuv420p(alpha: np.ndarray, *, colorspace: str, full_range: bool) ->
     return FrameBuffer(
         np.rint(y).astype(np.uint8), grey, grey.copy(), colorspace=colorspace, full_range=full_range
     )
+
+
+# -- matte refinement -----------------------------------------------------------------------------
+
+
+def box_mean(plane: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)² window; borders mirrored without repeating the edge (reflect-101)."""
+    p = np.pad(plane.astype(np.float64), radius, mode="reflect")
+    k = 2 * radius + 1
+    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), axis=0), axis=1)
+    out: np.ndarray = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    return out
+
+
+def temporal_smooth(mask: np.ndarray, previous: np.ndarray | None, smoothing: float) -> np.ndarray:
+    """Motion-adaptive exponential smoothing of a matte in [0, 1].
+
+    Per pixel, the new value moves from the previous one by a fraction k of the difference:
+    k = k_min for tiny changes (noise, flicker) and grows to 1 for changes of 0.25 or more (real
+    motion), so a moving person leaves no ghost trail. k_min = 1 − 0.85·smoothing.
+    """
+    m = mask.astype(np.float64)
+    if previous is None or smoothing <= 0.0:
+        return m
+    prev = previous.astype(np.float64)
+    k_min = 1.0 - 0.85 * smoothing
+    k = np.minimum(1.0, k_min + (1.0 - k_min) * np.abs(m - prev) * 4.0)
+    out: np.ndarray = prev + k * (m - prev)
+    return out
+
+
+def matte_curve(mask: np.ndarray, threshold: float, feather: float) -> np.ndarray:
+    """Linear ramp of width ``feather`` centred on ``threshold`` (feather 0: a hard step)."""
+    m = mask.astype(np.float64)
+    if feather <= 0.0:
+        return (m >= threshold).astype(np.float64)
+    out: np.ndarray = np.clip((m - threshold) / feather + 0.5, 0.0, 1.0)
+    return out
+
+
+def guided_coefficients(
+    guide: np.ndarray, mask: np.ndarray, radius: int, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """He et al.'s guided filter with a grey guide in [0, 1]: the smoothed (a, b) such that
+    q = a·I + b follows the guide's edges. Computed at the mask's resolution."""
+    i = guide.astype(np.float64)
+    p = mask.astype(np.float64)
+    mean_i, mean_p = box_mean(i, radius), box_mean(p, radius)
+    var_i = box_mean(i * i, radius) - mean_i * mean_i
+    cov_ip = box_mean(i * p, radius) - mean_i * mean_p
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return box_mean(a, radius), box_mean(b, radius)
+
+
+def guided_upsample(a: np.ndarray, b: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """Apply low-resolution coefficients on a guide (uint8 plane) of any size: uint8 matte."""
+    h, w = guide.shape
+    q = resize(a, w, h) * (guide.astype(np.float64) / 255.0) + resize(b, w, h)
+    out: np.ndarray = np.clip(np.rint(q * 255.0), 0, 255).astype(np.uint8)
+    return out
+
+
+# -- background and composite -------------------------------------------------------------------
+
+
+def box_blur(plane: np.ndarray, radius: int, passes: int = 2) -> np.ndarray:
+    """``passes`` box means of radius ``radius`` (two passes: a tent filter), float64."""
+    out = plane.astype(np.float64)
+    for _ in range(passes):
+        out = box_mean(out, radius)
+    return out
+
+
+def masked_blur(plane: np.ndarray, weight: np.ndarray, radius: int) -> np.ndarray:
+    """Blur of the background only: blur(x·w) / blur(w), w = background weight in [0, 1].
+
+    The person's colours do not bleed into the blurred background (no halo). Where no
+    background is near (blur(w) ≈ 0) the plain blur is used.
+    """
+    x = plane.astype(np.float64)
+    w = weight.astype(np.float64)
+    num, den = box_blur(x * w, radius), box_blur(w, radius)
+    plain = box_blur(x, radius)
+    out: np.ndarray = np.where(den > 1e-3, num / np.maximum(den, 1e-3), plain)
+    return out
+
+
+def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """out = a·fg + (1 − a)·bg with a = alpha/255, all uint8 planes of one size."""
+    a = alpha.astype(np.float64) / 255.0
+    out = a * fg.astype(np.float64) + (1.0 - a) * bg.astype(np.float64)
+    result: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return result
+
+
+def cover_crop(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the centred crop of a width × height image with the target's aspect."""
+    if width * target_h > height * target_w:  # too wide: crop the sides
+        w = max(1, round(height * target_w / target_h))
+        return (width - w) // 2, 0, w, height
+    h = max(1, round(width * target_h / target_w))
+    return 0, (height - h) // 2, width, h
+
+
+def cover_fit(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale an image to cover width × height keeping its aspect (centre crop); float64."""
+    x, y, w, h = cover_crop(rgb.shape[1], rgb.shape[0], width, height)
+    crop = rgb[y : y + h, x : x + w]
+    channels = [resize(crop[..., c], width, height) for c in range(crop.shape[2])]
+    return np.stack(channels, axis=-1)

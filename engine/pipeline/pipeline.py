@@ -1,16 +1,22 @@
 """Pipeline: a list of stages run in order on one frame, each timed.
 
-The pipeline is synchronous and single-threaded: it runs on a worker thread (or in the offline
-``process`` command), never on an event loop. Buffers are made when the frame size changes and
-reused for every frame of that size; the frame returned by ``process`` is one of them and is valid
-until the next call.
+The pipeline is synchronous: it runs on a worker thread (or in the offline ``process``
+command), never on an event loop. Buffers are made when the frame size changes and reused for
+every frame of that size; the frame returned by ``process`` is one of them and is valid until the
+next call.
 
-Stages (their order is the ``stages`` list below):
+Stages, in order (the ``stages`` list):
 
-1. preprocess — yuv420p planes → model input (resample, colour matrix, normalise), fused
-2. segment    — the selfie segmenter on the InferenceBackend → low-resolution matte
-3. refine     — matte upsampled to frame size (uint8)
-4. effect     — the output frame (``mask``: the matte as a grey frame; ``none``: the input)
+1. ingest      — (re)configure on a new size; the planes' pyramids (exact 2×2 halvings, lazy)
+2. preprocess  — planes shrunk to the model size, colour matrix, NCHW float32 (fused)
+3. segment     — the selfie segmenter on the InferenceBackend → low-resolution mask; or the
+                 last mask again when the quality level allows (static frame, every n-th frame)
+4. refine      — temporal smoothing, threshold/feather ramp, guided-filter upsampling to the
+                 Y and U/V plane sizes (uint8 mattes)
+5. effect      — the background (blur, replacement, colour) or the whole output (mask, none)
+6. composite   — out = a·frame + (1 − a)·background on Y (full size) and U/V (half size)
+
+``effect=none`` runs only ingest and effect.
 """
 
 from __future__ import annotations
@@ -18,33 +24,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from engine.config import PipelineConfig
+from engine.config import PipelineConfig, describe
+from engine.effects import Effect, create_effect
 from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
 from engine.ops import cpu
+from engine.pipeline.budget import BudgetController, Quality
+from engine.pipeline.state import FrameState, SessionState
 from engine.pipeline.timing import StageTimes
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class FrameState:
-    """What the stages of one frame hand each other; its buffers live for one resolution."""
-
-    frame: FrameBuffer
-    out: FrameBuffer
-    alpha: np.ndarray  # uint8 matte at frame size
-    model: ModelSpec | None = None
-    backend: InferenceBackend | None = None
-    mask: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
-
-
 Stage = Callable[[FrameState], None]
+
+# Mean absolute luma change (code values, at model size) below which a frame "barely changed",
+# and above which it is a new scene whose temporal state must not leak into it.
+STATIC_LUMA_DELTA = 1.5
+SCENE_CUT_LUMA_DELTA = 40.0
 
 
 class Pipeline:
@@ -52,25 +53,29 @@ class Pipeline:
         self,
         config: PipelineConfig | None = None,
         backend_factory: Callable[[ModelSpec], InferenceBackend] | None = None,
+        effect: Effect | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self.times = StageTimes(self.config.stats_window)
+        self.budget = BudgetController(self.config.budget)
+        self.session = SessionState()
         self.frames = 0
         self.setup_ns = 0  # the longest (re)configuration: model load, buffers for a new size
+        self.effect = effect or create_effect(self.config.effect)
         self._backend_factory = backend_factory or self._default_backend
         self._backends: dict[str, InferenceBackend] = {}
         self._state: FrameState | None = None
-        self._preprocessor: cpu.Preprocessor | None = None
-        self._upsampler = cpu.MaskUpsampler()
-        needs_mask = self.config.effect != "none"
-        self.stages: list[tuple[str, Stage]] = []
-        if needs_mask:
+        self._background: FrameBuffer | None = None
+        self.stages: list[tuple[str, Stage]] = [("ingest", self._ingest)]
+        if self.effect.needs_matte:
             self.stages += [
                 ("preprocess", self._preprocess),
                 ("segment", self._segment),
                 ("refine", self._refine),
             ]
         self.stages.append(("effect", self._effect))
+        if self.effect.composites:
+            self.stages.append(("composite", self._composite))
 
     # -- set-up, once per resolution ------------------------------------------------------------
 
@@ -90,74 +95,167 @@ class Pipeline:
         return self._backends[spec.name]
 
     def _configure(self, frame: FrameBuffer) -> FrameState:
-        state = self._state
-        if (
-            state is not None
-            and state.frame.size == frame.size
-            and state.frame.colorspace == frame.colorspace
-            and state.frame.full_range == frame.full_range
-        ):
-            state.frame = frame
-            return state
         log.info("configuring for %d×%d", frame.width, frame.height)
-        state = FrameState(
-            frame=frame,
-            out=frame.like(),
-            alpha=np.zeros((frame.height, frame.width), np.uint8),
-        )
-        if self.config.effect != "none":
+        state = FrameState.for_frame(frame)
+        if self.effect.needs_matte:
             m = self.config.model
-            state.model = choose_segmenter(
-                frame.width, frame.height, m.segmenter, m.landscape_min_aspect
-            )
-            state.backend = self._backend(state.model)
-            self._preprocessor = cpu.Preprocessor(state.model.width, state.model.height)
-        self._state = state
+            spec = choose_segmenter(frame.width, frame.height, m.segmenter, m.landscape_min_aspect)
+            state.model = spec
+            state.backend = self._backend(spec)
+            state.preprocessor = cpu.Preprocessor(spec.width, spec.height)
+            state.refiner = cpu.MatteRefiner(spec.width, spec.height)
+        self.effect.configure(frame)
+        self.session.reset()
         return state
 
     # -- stages -------------------------------------------------------------------------------
 
+    def _ingest(self, s: FrameState) -> None:
+        s.pyramids.set(s.frame)
+
     def _preprocess(self, s: FrameState) -> None:
-        assert self._preprocessor is not None and s.backend is not None
-        self._preprocessor(s.frame, s.backend.input)
+        assert s.preprocessor is not None and s.backend is not None
+        s.preprocessor(s.pyramids, s.backend.input, s.frame.colorspace, s.frame.full_range)
 
     def _segment(self, s: FrameState) -> None:
-        assert s.backend is not None
+        assert s.backend is not None and s.preprocessor is not None and s.refiner is not None
+        session, q = self.session, s.quality
+        luma = s.preprocessor.luma
+        delta = None
+        if session.last_luma is not None:
+            delta = float(np.mean(np.abs(luma.astype(np.int16) - session.last_luma)))
+            if delta > SCENE_CUT_LUMA_DELTA:
+                session.scene_cuts += 1
+                session.reset()
+                s.refiner.reset()
+                delta = None
+        reuse = session.last_mask is not None and (
+            session.since_inference + 1 < q.infer_every
+            or (q.skip_static and delta is not None and delta < STATIC_LUMA_DELTA)
+        )
+        if reuse:
+            assert session.last_mask is not None
+            s.mask = session.last_mask
+            session.since_inference += 1
+            session.reused += 1
+            return
         out = s.backend.run()
         s.mask = out.reshape(out.shape[-2:])
+        if session.last_mask is None:
+            session.last_mask = np.empty_like(s.mask)
+            session.last_luma = np.empty_like(luma)
+        np.copyto(session.last_mask, s.mask)
+        assert session.last_luma is not None
+        np.copyto(session.last_luma, luma)
+        session.since_inference = 0
+        session.inferences += 1
 
     def _refine(self, s: FrameState) -> None:
-        self._upsampler(s.mask, s.alpha)
+        assert s.refiner is not None and s.preprocessor is not None
+        m = self.config.matte
+        r = s.refiner
+        r.smooth(s.mask, m.smoothing)
+        r.ramp(m.threshold, m.feather)
+        level = s.quality.guide_level if m.guided else None
+        if level is None:
+            r.upsample(s.alpha_y)
+            r.upsample(s.alpha_uv)
+            return
+        # The finest pyramid level at or below the requested one that is not smaller than the
+        # mask: applying the coefficients below the mask's own resolution would lose detail.
+        ys = s.pyramids.y.sizes
+        level = min(level, len(ys) - 1)
+        while level > 0 and (ys[level][0] < r.a.shape[1] or ys[level][1] < r.a.shape[0]):
+            level -= 1
+        r.coefficients(s.preprocessor.luma, m.radius, m.eps)
+        guide = s.pyramids.y.level(level)
+        if level == 0:
+            r.apply(guide, s.alpha_y)
+            cpu.resize_into(s.alpha_y, s.alpha_uv)
+        elif guide.shape == s.alpha_uv.shape:
+            r.apply(guide, s.alpha_uv)
+            cpu.resize_into(s.alpha_uv, s.alpha_y)
+        else:
+            small = self._guide_buffer(s, guide.shape)
+            r.apply(guide, small)
+            cpu.resize_into(small, s.alpha_y)
+            cpu.resize_into(small, s.alpha_uv)
+
+    def _guide_buffer(self, s: FrameState, shape: tuple[int, ...]) -> np.ndarray:
+        key = ("guide", shape)
+        buf = s.extra.get(key)
+        if buf is None:
+            buf = s.extra[key] = np.empty(shape, np.uint8)
+        return buf
 
     def _effect(self, s: FrameState) -> None:
-        if self.config.effect == "mask":
-            cpu.matte_to_yuv420p(s.alpha, s.out)
-        else:
-            s.frame.copy_into(s.out)
+        self._background = self.effect.render(s)
+
+    def _composite(self, s: FrameState) -> None:
+        bg = self._background
+        assert bg is not None
+        f, out = s.frame, s.out
+        cpu.composite_into(f.y, bg.y, s.alpha_y, out.y, s.scratch_y)
+        cpu.composite_into(f.u, bg.u, s.alpha_uv, out.u, s.scratch_uv)
+        cpu.composite_into(f.v, bg.v, s.alpha_uv, out.v, s.scratch_uv)
 
     # -- the frame path -----------------------------------------------------------------------
 
     def process(self, frame: FrameBuffer) -> FrameBuffer:
         """Run every stage on ``frame``; the returned frame is reused by the next call."""
-        t_configure = time.perf_counter_ns()
-        state = self._configure(frame)
-        t_start = t = time.perf_counter_ns()
-        self.setup_ns = max(self.setup_ns, t - t_configure)
+        t_start = time.perf_counter_ns()
+        state = self._state
+        if state is None or not state.matches(frame):
+            state = self._state = self._configure(frame)
+            self.setup_ns = max(self.setup_ns, time.perf_counter_ns() - t_start)
+            t_start = time.perf_counter_ns()
+        state.frame = frame
+        state.quality = self.budget.quality
+        t = t_start
         for name, stage in self.stages:
             stage(state)
             now = time.perf_counter_ns()
             self.times.add(name, now - t)
             t = now
-        self.times.add("total", t - t_start)
+        total = t - t_start
+        self.times.add("total", total)
+        self.budget.observe(total / 1e6)
         state.out.pts, state.out.time_base = frame.pts, frame.time_base
         self.frames += 1
         return state.out
 
+    def reset(self) -> None:
+        """Forget temporal state (a scene cut the caller knows of, a seek)."""
+        self.session.reset()
+        if self._state is not None and self._state.refiner is not None:
+            self._state.refiner.reset()
+
+    def close(self) -> None:
+        self.effect.close()
+
+    @property
+    def quality(self) -> Quality:
+        return self.budget.quality
+
     @property
     def alpha(self) -> np.ndarray | None:
         """The last frame's matte (uint8, frame size), or None before the first frame."""
-        return None if self._state is None else self._state.alpha
+        return None if self._state is None else self._state.alpha_y
 
     @property
     def model(self) -> ModelSpec | None:
         return None if self._state is None else self._state.model
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, the quality level and its changes, and per-stage timings."""
+        session = self.session
+        return {
+            "frames": self.frames,
+            "inferences": session.inferences,
+            "reused_masks": session.reused,
+            "scene_cuts": session.scene_cuts,
+            "model": self.model.name if self.model else None,
+            "budget": self.budget.stats(),
+            "stages": self.times.summary(),
+            "config": describe(self.config),
+        }

@@ -1,0 +1,65 @@
+"""The Effect interface and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from engine.config import EffectConfig
+from engine.errors import ConfigError
+from engine.frame import FrameBuffer
+
+if TYPE_CHECKING:
+    from engine.pipeline.state import FrameState
+
+
+class Effect:
+    """An effect renders, for each frame, either a background that the composite stage blends
+    under the person (``composites = True``; usually ``s.bg``, filled in place) or the output
+    ``s.out`` itself (``composites = False``)."""
+
+    name: ClassVar[str]
+    needs_matte: ClassVar[bool] = True
+    composites: ClassVar[bool] = True
+
+    def __init__(self, config: EffectConfig) -> None:
+        self.config = config
+
+    def configure(self, frame: FrameBuffer) -> None:
+        """Called when the frame size or colour conventions change, before ``render``."""
+
+    def render(self, s: FrameState) -> FrameBuffer | None:
+        """The background to composite under the person, or None when ``s.out`` is written."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release files or threads the effect holds."""
+
+
+EFFECTS: dict[str, type[Effect]] = {}
+
+
+def register(cls: type[Effect]) -> type[Effect]:
+    EFFECTS[cls.name] = cls
+    return cls
+
+
+def create_effect(config: EffectConfig) -> Effect:
+    _load_builtin()
+    try:
+        cls = EFFECTS[config.name]
+    except KeyError:
+        raise ConfigError(
+            f"effect: {config.name!r} is not one of {', '.join(sorted(EFFECTS))}"
+        ) from None
+    return cls(config)
+
+
+_loaded: list[Callable[[], None]] = []
+
+
+def _load_builtin() -> None:
+    if not _loaded:
+        from engine.effects import background, basic  # noqa: F401  (registers the effects)
+
+        _loaded.append(_load_builtin)

@@ -1,0 +1,111 @@
+"""Quality levels and the BudgetController that steps between them.
+
+A ``Quality`` is a set of plain parameters the stages read each frame (as Robust Video Matting's
+``downsample_ratio``): nothing else changes when the level changes. Level 0 is the best; each
+further level is cheaper than the one before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.config import BudgetConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Quality:
+    level: int
+    name: str
+    infer_every: int = 1  # run the model on every n-th frame, reuse the mask in between
+    skip_static: bool = False  # reuse the mask when the frame barely changed
+    guide_level: int | None = 1  # pyramid level the guided filter is applied on; None: bilinear
+    blur_level_bias: int = 0  # blur the background this many pyramid levels lower
+
+
+QUALITY_LEVELS: tuple[Quality, ...] = (
+    Quality(0, "full"),
+    Quality(1, "skip-static", skip_static=True),
+    Quality(2, "light", skip_static=True, guide_level=2, blur_level_bias=1),
+    Quality(3, "half-rate", infer_every=2, skip_static=True, guide_level=2, blur_level_bias=1),
+    Quality(4, "minimal", infer_every=3, skip_static=True, guide_level=None, blur_level_bias=2),
+)
+
+
+class BudgetController:
+    """Watches per-frame times and moves the quality level to stay inside the budget.
+
+    Down one level when the p90 of the last ``window`` frames exceeds the budget (then waits a
+    window before judging again); up one level when the p90 has stayed under ``headroom`` × budget
+    for ``recover_frames`` frames. Every change is kept in ``events`` with its figures.
+    """
+
+    def __init__(self, config: BudgetConfig, levels: tuple[Quality, ...] = QUALITY_LEVELS) -> None:
+        self.config = config
+        self.levels = levels
+        self.index = 0
+        self.frames = 0
+        self._recent: deque[float] = deque(maxlen=config.window)
+        self._cooldown = 0
+        self._calm = 0
+        self.events: deque[dict[str, Any]] = deque(maxlen=100)
+
+    @property
+    def quality(self) -> Quality:
+        return self.levels[self.index]
+
+    def observe(self, frame_ms: float) -> Quality:
+        """Record one frame's time; return the quality for the next frame."""
+        self.frames += 1
+        budget = self.config.budget_ms
+        if budget is None:
+            return self.quality
+        self._recent.append(frame_ms)
+        if self._cooldown > 0:
+            self._cooldown -= 1
+            return self.quality
+        if len(self._recent) < self._recent.maxlen:  # type: ignore[operator]
+            return self.quality
+        p90 = float(np.percentile(self._recent, 90))
+        if p90 > budget and self.index < len(self.levels) - 1:
+            self._change(+1, p90, f"p90 {p90:.2f} ms > budget {budget:.2f} ms")
+        elif p90 < self.config.headroom * budget:
+            self._calm += 1
+            if self._calm >= self.config.recover_frames and self.index > 0:
+                self._change(-1, p90, f"p90 {p90:.2f} ms < {self.config.headroom:.0%} of budget")
+        else:
+            self._calm = 0
+        return self.quality
+
+    def _change(self, step: int, p90: float, reason: str) -> None:
+        old = self.quality
+        self.index += step
+        self._cooldown = self.config.window
+        self._calm = 0
+        self._recent.clear()
+        event = {
+            "frame": self.frames,
+            "from": old.name,
+            "to": self.quality.name,
+            "level": self.index,
+            "p90_ms": round(p90, 3),
+            "reason": reason,
+        }
+        self.events.append(event)
+        log.info(
+            "quality %s → %s at frame %d: %s", old.name, self.quality.name, self.frames, reason
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "budget_ms": self.config.budget_ms,
+            "level": self.index,
+            "quality": asdict(self.quality),
+            "changes": list(self.events),
+        }
