@@ -41,7 +41,9 @@ def _positive_int(text: str) -> int:
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     d_eff, d_mat, d_model, d_inf = EffectConfig(), MatteConfig(), ModelConfig(), InferenceConfig()
     g = p.add_argument_group("effect")
-    g.add_argument("--effect", default="mask", help=f"one of {', '.join(EFFECTS)} (default mask)")
+    g.add_argument(
+        "--effect", default=d_eff.name, help=f"one of {', '.join(EFFECTS)} (default {d_eff.name})"
+    )
     g.add_argument(
         "--strength", type=float, default=d_eff.strength, help="blur strength 0..1 (default 0.6)"
     )

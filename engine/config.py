@@ -98,10 +98,10 @@ class MatteConfig:
 
     threshold: float = 0.5  # mask value at the middle of the edge ramp
     feather: float = 0.5  # width of the edge ramp in mask units; 0 = hard edge, 1 = as is
-    smoothing: float = 0.6  # temporal smoothing of small changes; 0 = off
-    guided: bool = True  # edge-following upsampling (guided filter) instead of bilinear
-    radius: int = 2  # guided filter radius, in mask pixels
-    eps: float = 1e-3  # guided filter regularisation (guide in [0, 1])
+    smoothing: float = 0.7  # temporal smoothing of small changes; 0 = off
+    guided: bool = True  # guided filter: the matte's edges follow the picture's
+    radius: int = 1  # guided filter radius, in mask pixels
+    eps: float = 1e-4  # guided filter regularisation (guide in [0, 1])
 
     def __post_init__(self) -> None:
         _check_range("threshold", self.threshold, 0.0, 1.0)

@@ -7,6 +7,7 @@ and real motion, for demos, tests and benchmarks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
+from engine.frame import FrameBuffer
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 PERSON_PHOTOS = ("astronaut", "cameraman")
@@ -91,6 +93,94 @@ def write_clip(
             frame.pts, frame.time_base = i, 1 / rate
             writer.write(frame)
     return Path(path)
+
+
+MOTIONS = ("static", "sway", "fast")
+
+
+@dataclass
+class CompositedClip:
+    """Frames of a person composited over a background, with the true matte of each frame."""
+
+    frames: list[FrameBuffer]
+    alphas: list[np.ndarray]  # uint8, frame size: the person as composited (ground truth)
+    rgb: list[np.ndarray] = field(default_factory=list)  # the RGB frames (when kept)
+
+
+def background_rgb(name: str, width: int, height: int) -> np.ndarray:
+    """A shipped background photo, cover-fitted to width × height."""
+    from engine.media import read_rgb
+    from engine.ops import cpu, reference
+
+    path = SAMPLES_DIR / "backgrounds" / f"{name}.jpg"
+    if not path.exists():
+        raise InputError(f"no background {name!r} in {path.parent}")
+    rgb = read_rgb(path)
+    x, y, w, h = reference.cover_crop(rgb.shape[1], rgb.shape[0], width, height)
+    out = np.empty((height, width, 3), np.uint8)
+    cpu.resize_into(np.ascontiguousarray(rgb[y : y + h, x : x + w]), out)
+    return out
+
+
+def composited_clip(
+    width: int,
+    height: int,
+    frames: int,
+    *,
+    motion: str = "sway",
+    background: str = "rocket",
+    noise: float = 2.0,
+    seed: int = 0,
+    keep_rgb: bool = False,
+) -> CompositedClip:
+    """The astronaut cut-out over a background photo, moving, with camera noise (deterministic).
+
+    ``motion``: ``static`` (she stands still; only the noise changes), ``sway`` (a slow sway,
+    about 4 % of the width each way over 4 s at 30 fps), ``fast`` (she crosses 40 % of the width
+    in 10 frames and back: ghost trails show here). ``noise`` is the σ of Gaussian sensor noise
+    added to every frame, in 8-bit RGB levels.
+    """
+    import cv2
+
+    from engine.ops import cpu
+
+    if motion not in MOTIONS:
+        raise InputError(f"motion {motion!r} is not one of {', '.join(MOTIONS)}")
+    bgra = cv2.imread(str(SAMPLES_DIR / "astronaut_cutout.png"), cv2.IMREAD_UNCHANGED)
+    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
+        raise InputError(f"{SAMPLES_DIR / 'astronaut_cutout.png'}: missing or not RGBA")
+    rgba = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+    bg = background_rgb(background, width, height).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    scale = 0.92 * height / rgba.shape[0]
+    pw = rgba.shape[1] * scale
+    clip = CompositedClip([], [])
+    for i in range(frames):
+        if motion == "static":
+            cx = width / 2
+        elif motion == "sway":
+            cx = width / 2 + 0.04 * width * np.sin(2 * np.pi * i / 120)
+        else:  # fast: 10 frames across, 10 back
+            phase = (i % 20) / 10.0
+            cx = width * (0.3 + 0.4 * (phase if phase <= 1 else 2 - phase))
+        m = np.array(
+            [[scale, 0, cx - pw / 2], [0, scale, height - rgba.shape[0] * scale]], np.float32
+        )
+        person = cv2.warpAffine(
+            rgba, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+        alpha = person[..., 3:4].astype(np.float32) / 255.0
+        img = person[..., :3].astype(np.float32) * alpha + bg * (1.0 - alpha)
+        if noise > 0:
+            img += rng.normal(0.0, noise, img.shape).astype(np.float32)
+        rgb = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        frame = cpu.rgb_to_yuv420p(rgb, full_range=False)
+        frame.pts = i
+        clip.frames.append(frame)
+        clip.alphas.append(np.ascontiguousarray(person[..., 3]))
+        if keep_rgb:
+            clip.rgb.append(rgb)
+    return clip
 
 
 def main(argv: list[str] | None = None) -> int:

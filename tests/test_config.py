@@ -2,14 +2,33 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import InferenceConfig, ModelConfig, PipelineConfig, describe
+from engine.config import (
+    BudgetConfig,
+    EffectConfig,
+    InferenceConfig,
+    MatteConfig,
+    ModelConfig,
+    PipelineConfig,
+    describe,
+    parse_colour,
+)
 from engine.errors import ConfigError
 
 
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: PipelineConfig(effect="sparkle"), "effect"),
+        (lambda: EffectConfig(name="sparkle"), "effect"),
+        (lambda: EffectConfig(strength=1.5), "strength"),
+        (lambda: EffectConfig(colour="#12345"), "colour"),
+        (lambda: EffectConfig(colour="chartreuse"), "colour"),
+        (lambda: EffectConfig(background=""), "background"),
+        (lambda: MatteConfig(threshold=-0.1), "threshold"),
+        (lambda: MatteConfig(feather=2), "feather"),
+        (lambda: MatteConfig(smoothing=float("nan")), "smoothing"),
+        (lambda: MatteConfig(radius=0), "radius"),
+        (lambda: BudgetConfig(budget_ms=0), "budget_ms"),
+        (lambda: PipelineConfig(effect="blur"), "effect"),  # type: ignore[arg-type]
         (lambda: InferenceConfig(threads=-1), "threads"),
         (lambda: InferenceConfig(threads=1.5), "threads"),  # type: ignore[arg-type]
         (lambda: InferenceConfig(backend="magic"), "backend"),
@@ -25,6 +44,12 @@ def test_bad_values_name_the_field(make, field: str) -> None:
 def test_config_is_frozen_and_describable() -> None:
     c = PipelineConfig()
     with pytest.raises(AttributeError):
-        c.effect = "none"  # type: ignore[misc]
+        c.stats_window = 3  # type: ignore[misc]
     assert describe(c)["model"]["segmenter"] == "auto"
     assert isinstance(ConfigError("x"), ValueError)
+
+
+def test_colours() -> None:
+    assert parse_colour("#00B140") == (0, 177, 64) == parse_colour("green")
+    assert parse_colour("ff0000") == (255, 0, 0)
+    assert EffectConfig(name="colour", colour="blue").rgb == (0, 71, 187)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.config import ModelConfig, PipelineConfig
+from engine.config import EffectConfig, ModelConfig, PipelineConfig
 from engine.ops import cpu
 from engine.pipeline import Pipeline
 from engine.samples import camera_frames
@@ -30,9 +30,10 @@ def test_timings_cover_every_stage(astronaut_rgb: np.ndarray) -> None:
     for f in camera_frames(astronaut_rgb, 320, 240, 5):
         p.process(cpu.rgb_to_yuv420p(f, full_range=False))
     s = p.times.summary()
-    assert list(s) == ["preprocess", "segment", "refine", "effect", "total"]
+    stages = ["ingest", "preprocess", "segment", "refine", "effect", "composite"]
+    assert list(s) == [*stages, "total"]
     assert all(v["count"] == 5 for v in s.values())
-    parts = sum(s[k]["median_ms"] for k in ("preprocess", "segment", "refine", "effect"))
+    parts = sum(s[k]["median_ms"] for k in stages)
     assert s["total"]["median_ms"] <= parts * 1.5 + 0.1
 
 
@@ -43,15 +44,17 @@ def test_none_effect_skips_the_model(astronaut_rgb: np.ndarray) -> None:
         calls.append(spec)
         raise AssertionError("no model for effect none")
 
-    p = Pipeline(PipelineConfig(effect="none"), backend_factory=factory)
+    p = Pipeline(PipelineConfig(effect=EffectConfig(name="none")), backend_factory=factory)
     frame = cpu.rgb_to_yuv420p(astronaut_rgb, full_range=False)
     out = p.process(frame)
     np.testing.assert_array_equal(out.y, frame.y)
-    assert not calls and list(p.times.summary()) == ["effect", "total"]
+    assert not calls and list(p.times.summary()) == ["ingest", "effect", "total"]
 
 
 def test_forced_model_is_used(astronaut_rgb: np.ndarray) -> None:
-    p = Pipeline(PipelineConfig(model=ModelConfig(segmenter="landscape")))
+    p = Pipeline(
+        PipelineConfig(effect=EffectConfig(name="mask"), model=ModelConfig(segmenter="landscape"))
+    )
     p.process(cpu.rgb_to_yuv420p(astronaut_rgb))
     assert p.model is not None and p.model.name == "landscape"
     assert p.alpha is not None and p.alpha[40:120, 180:270].mean() > 200

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.config import EffectConfig, PipelineConfig
 from engine.samples import sample_path, write_clip
 from tests.conftest import run_cli
 
@@ -43,7 +44,7 @@ def test_image_matte_of_a_person(tmp_path: Path) -> None:
 
 def test_grey_photo_and_other_sizes(tmp_path: Path) -> None:
     out = tmp_path / "m.jpg"
-    assert main(["process", str(sample_path("cameraman")), str(out), "-q"]) == 0
+    assert main(["process", str(sample_path("cameraman")), str(out), "--effect", "mask", "-q"]) == 0
     matte = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
     assert matte.shape == (512, 512)
     # The cameraman stands left of centre against the sky: person there, sky above is not.
@@ -57,7 +58,7 @@ def test_grey_photo_and_other_sizes(tmp_path: Path) -> None:
 def test_video_matte(tmp_path: Path, ext: str, w: int, h: int, model: str) -> None:
     clip = write_clip(tmp_path / f"clip{ext}", width=w, height=h, frames=24)
     out = tmp_path / f"matte{ext}"
-    result = run_cli("process", str(clip), str(out), "--json")
+    result = run_cli("process", str(clip), str(out), "--effect", "mask", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 24 and summary["model"] == model
@@ -67,7 +68,7 @@ def test_video_matte(tmp_path: Path, ext: str, w: int, h: int, model: str) -> No
     from engine.media import VideoReader
     from engine.pipeline import Pipeline
 
-    pipeline = Pipeline()
+    pipeline = Pipeline(PipelineConfig(effect=EffectConfig(name="mask")))
     with VideoReader(clip) as reader:
         for planes, src in zip(frames, reader, strict=True):
             y, chroma = planes[:h], planes[h:]

@@ -40,11 +40,7 @@ class Pyramid:
     """
 
     def __init__(self, width: int, height: int, max_levels: int = 5) -> None:
-        self.sizes = [(width, height)]
-        w, h = width, height
-        while len(self.sizes) <= max_levels and w % 2 == 0 and h % 2 == 0 and w >= 4 and h >= 4:
-            w, h = w // 2, h // 2
-            self.sizes.append((w, h))
+        self.sizes = reference.pyramid_sizes(width, height, max_levels)
         self._levels: list[np.ndarray] = [np.empty((0, 0), np.uint8)] + [
             np.empty((h, w), np.uint8) for w, h in self.sizes[1:]
         ]
@@ -132,27 +128,54 @@ def box_mean_into(src: np.ndarray, radius: int, dst: np.ndarray) -> None:
 class MatteRefiner:
     """Low-resolution mask → uint8 mattes for the Y plane and for the U/V planes.
 
-    Steps (as ``reference``): motion-adaptive temporal smoothing (its state is ``previous``;
-    ``reset()`` forgets it), the threshold/feather ramp, the guided filter's coefficients at the
-    mask's resolution with the shrunk luma as guide, and their application on a luma plane of
-    the pyramid (``guide_level`` 0: full resolution, 1: half, ...; None: plain bilinear
-    upsampling, no guide). Buffers are made once per resolution.
+    All the filtering runs at the mask's resolution (a few tens of thousands of pixels), in this
+    order (as ``reference.refine``):
+
+    1. guided filter with the frame's luma at the mask's size as guide: the mask's edges snap to
+       the picture's edges (``guided``; skipped when off);
+    2. motion-adaptive temporal smoothing (its state is ``previous``; ``reset()`` forgets it).
+       It comes after the guided filter so that it also damps the noise the guide brings in;
+    3. the threshold/feather ramp: ``matte``, the low-resolution matte;
+    4. bilinear upsampling to each plane's size (``upsample``).
     """
 
     def __init__(self, mask_w: int, mask_h: int) -> None:
         shape = (mask_h, mask_w)
         self.previous: np.ndarray | None = None
+        self.filtered = np.empty(shape, np.float32)  # after the guided filter
         self.smoothed = np.empty(shape, np.float32)  # after temporal smoothing
-        self.matte = np.empty(shape, np.float32)  # after the ramp: the low-resolution matte
+        self.matte = np.empty(shape, np.float32)  # after the ramp
         self._guide = np.empty(shape, np.float32)
         self._k = np.empty(shape, np.float32)
         self._t = [np.empty(shape, np.float32) for _ in range(6)]
-        self.a = np.empty(shape, np.float32)
-        self.b = np.empty(shape, np.float32)
-        self._hi: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._small8 = np.empty(shape, np.uint8)
 
     def reset(self) -> None:
         self.previous = None
+
+    def guided(self, mask: np.ndarray, luma_small: np.ndarray, radius: int, eps: float) -> None:
+        """He et al.'s guided filter (grey guide in [0, 1]) of ``mask`` into ``filtered``."""
+        i, p, q = self._guide, mask, self.filtered
+        np.multiply(luma_small, np.float32(1.0 / 255.0), out=i, casting="unsafe")
+        mean_i, mean_p, corr_i, corr_ip, t1, t2 = self._t
+        box_mean_into(i, radius, mean_i)
+        box_mean_into(p, radius, mean_p)
+        np.multiply(i, i, out=t1)
+        box_mean_into(t1, radius, corr_i)
+        np.multiply(i, p, out=t1)
+        box_mean_into(t1, radius, corr_ip)
+        np.multiply(mean_i, mean_i, out=t1)
+        np.subtract(corr_i, t1, out=t1)  # var_i
+        np.add(t1, np.float32(eps), out=t1)
+        np.multiply(mean_i, mean_p, out=t2)
+        np.subtract(corr_ip, t2, out=t2)  # cov_ip
+        np.divide(t2, t1, out=t1)  # a
+        np.multiply(t1, mean_i, out=t2)
+        np.subtract(mean_p, t2, out=t2)  # b
+        box_mean_into(t1, radius, mean_i)  # mean a
+        box_mean_into(t2, radius, mean_p)  # mean b
+        np.multiply(mean_i, i, out=q)
+        np.add(q, mean_p, out=q)
 
     def smooth(self, mask: np.ndarray, smoothing: float) -> None:
         m, out = mask, self.smoothed
@@ -182,53 +205,15 @@ class MatteRefiner:
         np.add(self.matte, 0.5, out=self.matte)
         np.clip(self.matte, 0.0, 1.0, out=self.matte)
 
-    def coefficients(self, luma_small: np.ndarray, radius: int, eps: float) -> None:
-        i, p = self._guide, self.matte
-        np.multiply(luma_small, np.float32(1.0 / 255.0), out=i, casting="unsafe")
-        mean_i, mean_p, corr_i, corr_ip, t1, t2 = self._t
-        box_mean_into(i, radius, mean_i)
-        box_mean_into(p, radius, mean_p)
-        np.multiply(i, i, out=t1)
-        box_mean_into(t1, radius, corr_i)
-        np.multiply(i, p, out=t1)
-        box_mean_into(t1, radius, corr_ip)
-        np.multiply(mean_i, mean_i, out=t1)
-        np.subtract(corr_i, t1, out=t1)  # var_i
-        np.add(t1, np.float32(eps), out=t1)
-        np.multiply(mean_i, mean_p, out=t2)
-        np.subtract(corr_ip, t2, out=t2)  # cov_ip
-        np.divide(t2, t1, out=t1)  # a
-        np.multiply(t1, mean_i, out=t2)
-        np.subtract(mean_p, t2, out=t2)  # b
-        box_mean_into(t1, radius, self.a)
-        box_mean_into(t2, radius, self.b)
-
-    def _hi_buffers(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        bufs = self._hi.get((w, h))
-        if bufs is None:
-            bufs = self._hi[(w, h)] = (
-                np.empty((h, w), np.float32),
-                np.empty((h, w), np.float32),
-                np.empty((h, w), np.float32),
-            )
-        return bufs
-
-    def apply(self, guide: np.ndarray, out: np.ndarray) -> None:
-        """q = up(a)·I + up(b) on the uint8 ``guide`` plane, written as a uint8 matte."""
-        a_up, b_up, q = self._hi_buffers(guide.shape[1], guide.shape[0])
-        # Scale the coefficients at low resolution (cheap) so that q comes out in 0..255.
-        np.multiply(self.b, np.float32(255.0), out=self._t[0])
-        resize_into(self.a, a_up)
-        resize_into(self._t[0], b_up)
-        cv2.multiply(a_up, guide, dst=q, dtype=cv2.CV_32F)
-        cv2.add(q, b_up, dst=out, dtype=cv2.CV_8U)  # rounds and saturates to 0..255
-
     def upsample(self, out: np.ndarray) -> None:
-        """No guide: the low-resolution matte bilinearly upsampled into ``out`` (uint8)."""
+        """The low-resolution matte, bilinearly upsampled into ``out`` (uint8).
+
+        Quantised to uint8 at low resolution first, so that the full-size pass reads and writes
+        bytes, not floats (at most one level from resampling in float)."""
         np.multiply(self.matte, np.float32(255.0), out=self._t[0])
-        up = self._hi_buffers(out.shape[1], out.shape[0])[2]
-        resize_into(self._t[0], up)
-        cv2.convertScaleAbs(up, dst=out)  # values are in 0..255: rounds to uint8
+        np.add(self._t[0], np.float32(0.5), out=self._t[0])
+        np.copyto(self._small8, self._t[0], casting="unsafe")
+        resize_into(self._small8, out)
 
 
 class BackgroundBlur:

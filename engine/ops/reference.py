@@ -53,6 +53,16 @@ def halvings(width: int, height: int, target_w: int, target_h: int) -> int:
     return n
 
 
+def pyramid_sizes(width: int, height: int, max_levels: int = 5) -> list[tuple[int, int]]:
+    """(width, height) of a plane's exact halvings: level 0 is the plane itself."""
+    sizes = [(width, height)]
+    w, h = width, height
+    while len(sizes) <= max_levels and w % 2 == 0 and h % 2 == 0 and w >= 4 and h >= 4:
+        w, h = w // 2, h // 2
+        sizes.append((w, h))
+    return sizes
+
+
 def halve(plane: np.ndarray) -> np.ndarray:
     """Mean of each 2×2 block (both sides even), float64."""
     p = plane.astype(np.float64)
@@ -70,12 +80,6 @@ def preprocess(frame: FrameBuffer, width: int, height: int) -> np.ndarray:
     yuv = np.stack([resize(p, width, height) for p in (frame.y, frame.u, frame.v)])
     rgb = np.einsum("ij,jhw->ihw", mat, yuv - offset[:, None, None])
     out: np.ndarray = np.clip(rgb, 0.0, 1.0)
-    return out
-
-
-def upsample_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Low-resolution matte in [0, 1] → float64 height×width matte in [0, 1]."""
-    out: np.ndarray = np.clip(resize(mask, width, height), 0.0, 1.0)
     return out
 
 
@@ -161,11 +165,10 @@ def matte_curve(mask: np.ndarray, threshold: float, feather: float) -> np.ndarra
     return out
 
 
-def guided_coefficients(
-    guide: np.ndarray, mask: np.ndarray, radius: int, eps: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """He et al.'s guided filter with a grey guide in [0, 1]: the smoothed (a, b) such that
-    q = a·I + b follows the guide's edges. Computed at the mask's resolution."""
+def guided_filter(guide: np.ndarray, mask: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter with a grey guide in [0, 1]: q = mean(a)·I + mean(b), where
+    (a, b) is the least-squares linear fit of the mask to the guide in each window, so q keeps
+    the mask's values but takes its edges from the guide."""
     i = guide.astype(np.float64)
     p = mask.astype(np.float64)
     mean_i, mean_p = box_mean(i, radius), box_mean(p, radius)
@@ -173,15 +176,40 @@ def guided_coefficients(
     cov_ip = box_mean(i * p, radius) - mean_i * mean_p
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    return box_mean(a, radius), box_mean(b, radius)
-
-
-def guided_upsample(a: np.ndarray, b: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """Apply low-resolution coefficients on a guide (uint8 plane) of any size: uint8 matte."""
-    h, w = guide.shape
-    q = resize(a, w, h) * (guide.astype(np.float64) / 255.0) + resize(b, w, h)
-    out: np.ndarray = np.clip(np.rint(q * 255.0), 0, 255).astype(np.uint8)
+    out: np.ndarray = box_mean(a, radius) * i + box_mean(b, radius)
     return out
+
+
+def refine(
+    mask: np.ndarray,
+    previous: np.ndarray | None,
+    luma_small: np.ndarray | None,
+    width: int,
+    height: int,
+    chroma_w: int,
+    chroma_h: int,
+    *,
+    smoothing: float,
+    threshold: float,
+    feather: float,
+    radius: int,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The refine stage: (smoothed mask, low-resolution matte, Y matte, U/V matte).
+
+    ``luma_small`` is the uint8 luma at the mask's size, the guided filter's guide (None: no
+    guided filter). The order: guided filter, temporal smoothing, ramp, bilinear upsampling.
+    """
+    m = mask.astype(np.float64)
+    if luma_small is not None:
+        m = guided_filter(luma_small.astype(np.float64) / 255.0, m, radius, eps)
+    smoothed = temporal_smooth(m, previous, smoothing)
+    matte = matte_curve(smoothed, threshold, feather)
+
+    def up(w: int, h: int) -> np.ndarray:
+        return np.clip(np.rint(resize(matte * 255.0, w, h)), 0, 255).astype(np.uint8)
+
+    return smoothed, matte, up(width, height), up(chroma_w, chroma_h)
 
 
 # -- background and composite -------------------------------------------------------------------

@@ -25,16 +25,16 @@ class Quality:
     name: str
     infer_every: int = 1  # run the model on every n-th frame, reuse the mask in between
     skip_static: bool = False  # reuse the mask when the frame barely changed
-    guide_level: int | None = 1  # pyramid level the guided filter is applied on; None: bilinear
+    guided: bool = True  # the guided filter on the matte (when the config enables it)
     blur_level_bias: int = 0  # blur the background this many pyramid levels lower
 
 
 QUALITY_LEVELS: tuple[Quality, ...] = (
     Quality(0, "full"),
     Quality(1, "skip-static", skip_static=True),
-    Quality(2, "light", skip_static=True, guide_level=2, blur_level_bias=1),
-    Quality(3, "half-rate", infer_every=2, skip_static=True, guide_level=2, blur_level_bias=1),
-    Quality(4, "minimal", infer_every=3, skip_static=True, guide_level=None, blur_level_bias=2),
+    Quality(2, "light", skip_static=True, blur_level_bias=1),
+    Quality(3, "half-rate", infer_every=2, skip_static=True, blur_level_bias=1),
+    Quality(4, "minimal", infer_every=3, skip_static=True, guided=False, blur_level_bias=2),
 )
 
 

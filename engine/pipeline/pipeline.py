@@ -11,8 +11,8 @@ Stages, in order (the ``stages`` list):
 2. preprocess  — planes shrunk to the model size, colour matrix, NCHW float32 (fused)
 3. segment     — the selfie segmenter on the InferenceBackend → low-resolution mask; or the
                  last mask again when the quality level allows (static frame, every n-th frame)
-4. refine      — temporal smoothing, threshold/feather ramp, guided-filter upsampling to the
-                 Y and U/V plane sizes (uint8 mattes)
+4. refine      — at the mask's resolution: guided filter (edges from the picture), temporal
+                 smoothing, threshold/feather ramp; then bilinear to the Y and U/V sizes
 5. effect      — the background (blur, replacement, colour) or the whole output (mask, none)
 6. composite   — out = a·frame + (1 − a)·background on Y (full size) and U/V (half size)
 
@@ -154,39 +154,14 @@ class Pipeline:
         assert s.refiner is not None and s.preprocessor is not None
         m = self.config.matte
         r = s.refiner
-        r.smooth(s.mask, m.smoothing)
+        mask = s.mask
+        if m.guided and s.quality.guided:
+            r.guided(mask, s.preprocessor.luma, m.radius, m.eps)
+            mask = r.filtered
+        r.smooth(mask, m.smoothing)
         r.ramp(m.threshold, m.feather)
-        level = s.quality.guide_level if m.guided else None
-        if level is None:
-            r.upsample(s.alpha_y)
-            r.upsample(s.alpha_uv)
-            return
-        # The finest pyramid level at or below the requested one that is not smaller than the
-        # mask: applying the coefficients below the mask's own resolution would lose detail.
-        ys = s.pyramids.y.sizes
-        level = min(level, len(ys) - 1)
-        while level > 0 and (ys[level][0] < r.a.shape[1] or ys[level][1] < r.a.shape[0]):
-            level -= 1
-        r.coefficients(s.preprocessor.luma, m.radius, m.eps)
-        guide = s.pyramids.y.level(level)
-        if level == 0:
-            r.apply(guide, s.alpha_y)
-            cpu.resize_into(s.alpha_y, s.alpha_uv)
-        elif guide.shape == s.alpha_uv.shape:
-            r.apply(guide, s.alpha_uv)
-            cpu.resize_into(s.alpha_uv, s.alpha_y)
-        else:
-            small = self._guide_buffer(s, guide.shape)
-            r.apply(guide, small)
-            cpu.resize_into(small, s.alpha_y)
-            cpu.resize_into(small, s.alpha_uv)
-
-    def _guide_buffer(self, s: FrameState, shape: tuple[int, ...]) -> np.ndarray:
-        key = ("guide", shape)
-        buf = s.extra.get(key)
-        if buf is None:
-            buf = s.extra[key] = np.empty(shape, np.uint8)
-        return buf
+        r.upsample(s.alpha_y)
+        r.upsample(s.alpha_uv)
 
     def _effect(self, s: FrameState) -> None:
         self._background = self.effect.render(s)
