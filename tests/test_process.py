@@ -155,6 +155,10 @@ def test_truncated_video_is_an_error_but_keeps_what_was_processed(tmp_path: Path
         ("zero_size", r"zero"),
         ("bad_effect", r"^livefx: error: effect: 'sparkle' is not one of"),
         ("bad_threads", r"threads: -3 is outside"),
+        ("bad_strength", r"strength: 2.0 is outside \[0.0, 1.0\]"),
+        ("bad_colour", r"colour: 'teal-ish' is not #rrggbb"),
+        ("missing_background", r"nothere\.jpg: no such file"),
+        ("bad_feather", r"feather: -1.0 is outside"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, setup: str, pattern: str) -> None:
@@ -197,4 +201,38 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, setup: str, pattern:
         src = sample_path("astronaut")
         out = tmp_path / "m.png"
         extra = ["--threads", "-3"]
+    elif setup.startswith("bad_") or setup == "missing_background":
+        src = sample_path("astronaut")
+        out = tmp_path / "m.png"
+        extra = {
+            "bad_strength": ["--effect", "blur", "--strength", "2"],
+            "bad_colour": ["--effect", "colour", "--colour", "teal-ish"],
+            "missing_background": ["--effect", "replace", "--background", "nothere.jpg"],
+            "bad_feather": ["--feather", "-1"],
+        }[setup]
     assert_one_line_error(run_cli("process", str(src), str(out), *extra), pattern)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--effect", "blur", "--strength", "0.9"],
+        ["--effect", "replace", "--background", "samples/backgrounds/hubble.jpg"],
+        ["--effect", "colour", "--colour", "#0047bb"],
+        ["--effect", "blur", "--no-guided", "--smoothing", "0", "--feather", "0"],
+        ["--effect", "blur", "--budget-ms", "4"],
+    ],
+)
+def test_every_effect_through_the_command(tmp_path: Path, args: list[str]) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", width=320, height=240, frames=8)
+    out = tmp_path / "out.mp4"
+    result = run_cli("process", str(clip), str(out), "--json", *args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 8 and summary["effect"] == args[1]
+    assert "composite" in summary["stages"]
+    frames = decode_all(out)
+    assert len(frames) == 8
+    # Something was composited: the output is not the input.
+    src = decode_all(clip)
+    assert np.abs(frames[4].astype(int) - src[4].astype(int)).mean() > 2

@@ -56,6 +56,8 @@ class BlurEffect(Effect):
 
     def render(self, s: FrameState) -> FrameBuffer:
         assert s.refiner is not None
+        if self.config.strength <= 0.0:
+            return s.frame  # no blur: the frame is its own background
         bias = s.quality.blur_level_bias
         self._blur.new_frame()
         planes = ((s.pyramids.y, s.bg.y), (s.pyramids.u, s.bg.u), (s.pyramids.v, s.bg.v))
