@@ -222,6 +222,8 @@ class BackgroundBlur:
     For each plane: take pyramid level ``level`` (2^level smaller), blur it with ``masked_blur``
     (two box passes of ``radius``, weighted by the background share 1 − matte so the person's
     colours do not bleed out), and upsample the result to the plane's full size into ``out``.
+    Where no background is within the blur's reach the pixel is kept as it is (it lies deep
+    under the person, where the matte hides it).
     The blurred weight is computed once per frame for each (size, radius): U and V share it.
     """
 
@@ -272,10 +274,10 @@ class BackgroundBlur:
         x, num, tmp, small = self._buffers(w, h)
         np.copyto(x, src, casting="unsafe")
         np.multiply(x, share, out=num)
-        for buf in (num, x):
-            box_mean_into(buf, radius, tmp)
-            box_mean_into(tmp, radius, buf)
-        # num = blur(x·w), x = blur(x): the plain blur where no background is near.
+        box_mean_into(num, radius, tmp)
+        box_mean_into(tmp, radius, num)
+        # num = blur(x·w) / blur(w). Where no background is within reach (deep inside the
+        # person, where the matte hides it anyway) keep the unblurred pixel.
         np.divide(num, den, out=num)
         np.copyto(num, x, where=empty)
         np.add(num, np.float32(0.5), out=num)  # the uint8 conversion truncates: round

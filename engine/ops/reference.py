@@ -227,13 +227,13 @@ def masked_blur(plane: np.ndarray, weight: np.ndarray, radius: int) -> np.ndarra
     """Blur of the background only: blur(x·w) / blur(w), w = background weight in [0, 1].
 
     The person's colours do not bleed into the blurred background (no halo). Where no
-    background is near (blur(w) ≈ 0) the plain blur is used.
+    background is near (blur(w) ≤ 1e-3: deep inside the person, hidden by the matte) the pixel
+    is kept unblurred.
     """
     x = plane.astype(np.float64)
     w = weight.astype(np.float64)
     num, den = box_blur(x * w, radius), box_blur(w, radius)
-    plain = box_blur(x, radius)
-    out: np.ndarray = np.where(den > 1e-3, num / np.maximum(den, 1e-3), plain)
+    out: np.ndarray = np.where(den > 1e-3, num / np.maximum(den, 1e-3), x)
     return out
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 
 from engine.config import PipelineConfig, describe
@@ -123,7 +124,7 @@ class Pipeline:
         luma = s.preprocessor.luma
         delta = None
         if session.last_luma is not None:
-            delta = float(np.mean(np.abs(luma.astype(np.int16) - session.last_luma)))
+            delta = cv2.norm(luma, session.last_luma, cv2.NORM_L1) / luma.size
             if delta > SCENE_CUT_LUMA_DELTA:
                 session.scene_cuts += 1
                 session.reset()
