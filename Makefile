@@ -24,13 +24,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-# The main job on the CPU default: the sample photo and a moving sample clip to person mattes.
+# The main job on the CPU default: the sample photo's matte, and a moving sample clip blurred.
 run: $(VENV)/.installed
 	mkdir -p $(OUT)
-	$(VENV)/bin/livefx process samples/astronaut.jpg $(OUT)/astronaut_matte.png
+	$(VENV)/bin/livefx process samples/astronaut.jpg $(OUT)/astronaut_matte.png --effect mask
 	$(PY) -m engine.samples $(OUT)/sample_clip.mp4 --width 1280 --height 720 --frames 90
-	$(VENV)/bin/livefx process $(OUT)/sample_clip.mp4 $(OUT)/sample_clip_matte.mp4
-	@echo "wrote $(OUT)/astronaut_matte.png and $(OUT)/sample_clip_matte.mp4"
+	$(VENV)/bin/livefx process $(OUT)/sample_clip.mp4 $(OUT)/sample_clip_blur.mp4 --effect blur
+	@echo "wrote $(OUT)/astronaut_matte.png and $(OUT)/sample_clip_blur.mp4"
 
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory lint
@@ -57,9 +57,11 @@ $(MP_VENV)/bin/python:
 fixtures: $(MP_VENV)/bin/python
 	$(MP_VENV)/bin/python tools/mediapipe_fixtures.py tests/fixtures/mediapipe_masks.npz
 
-# ONNX Runtime next to MediaPipe's own runtime (run in its venv) on the same images.
+# LiveFX next to MediaPipe's own runtime and the usual way (run in MediaPipe's venv), same run.
 bench: $(VENV)/.installed-dev $(MP_VENV)/bin/python
 	$(PY) benchmarks/segment.py --mediapipe-python $(MP_VENV)/bin/python
+	$(PY) benchmarks/pipeline.py --mediapipe-python $(MP_VENV)/bin/python
+	$(PY) benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
