@@ -1,4 +1,4 @@
-"""The ``livefx`` command: process | models.
+"""The ``livefx`` command: serve | process | models.
 
 Errors of LiveFX's own (``LiveFXError``) become one line on stderr and the error's exit code;
 anything else is a bug and keeps its traceback.
@@ -17,12 +17,14 @@ from engine.config import (
     EFFECTS,
     BudgetConfig,
     EffectConfig,
+    EncoderConfig,
     InferenceConfig,
     MatteConfig,
     ModelConfig,
     PipelineConfig,
+    ServerConfig,
 )
-from engine.errors import LiveFXError
+from engine.errors import InputError, LiveFXError
 from engine.models.registry import SEGMENTER_CHOICES
 
 log = logging.getLogger("livefx")
@@ -151,6 +153,42 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.server.app import serve
+
+    d = ServerConfig()
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout,
+        encoder=EncoderConfig(
+            vp8_cpu_used=args.vp8_cpu_used,
+            x264_preset=args.x264_preset,
+            keyframe_interval=args.keyframe_interval,
+        ),
+        pipeline=_pipeline_config(args),
+        mode=args.mode,
+        max_message_bytes=d.max_message_bytes,
+    )
+    if args.budget_ms is None and config.pipeline.budget.budget_ms is None:
+        # Live video has a frame interval to keep: hold the budget of a 30 fps camera.
+        from dataclasses import replace
+
+        from engine.config import BudgetConfig
+
+        config = replace(
+            config, pipeline=replace(config.pipeline, budget=BudgetConfig(budget_ms=25.0))
+        )
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livefx", description="LiveFX: real-time person segmentation and video effects."
@@ -167,6 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_process)
+
+    d_srv, d_enc = ServerConfig(), EncoderConfig()
+    p = sub.add_parser("serve", help="serve the web client and WebRTC sessions")
+    p.add_argument("--host", default=d_srv.host, help=f"address to bind (default {d_srv.host})")
+    p.add_argument("--port", type=int, default=d_srv.port, help=f"port (default {d_srv.port})")
+    p.add_argument("--max-sessions", type=int, default=d_srv.max_sessions)
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=d_srv.idle_timeout_s,
+        help="end a session after this many seconds without video",
+    )
+    p.add_argument("--vp8-cpu-used", type=int, default=d_enc.vp8_cpu_used)
+    p.add_argument("--x264-preset", default=d_enc.x264_preset)
+    p.add_argument("--keyframe-interval", type=int, default=d_enc.keyframe_interval)
+    p.add_argument(
+        "--mode",
+        default="livefx",
+        choices=("livefx", "bare-echo"),
+        help="bare-echo: aiortc's plain relay with its own encoders (a latency baseline)",
+    )
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list and verify the shipped models, or rebuild them")
     p.add_argument("action", nargs="?", choices=("list", "build"), default="list")

@@ -161,3 +161,120 @@ def describe(config: Any) -> dict[str, Any]:
         value = getattr(config, f.name)
         out[f.name] = describe(value) if hasattr(value, "__dataclass_fields__") else value
     return out
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Video encoder speed for the WebRTC sender (aiortc's own defaults are slow: libx264 with
+    no preset, libvpx at cpu-used −6, a keyframe every 3000 frames)."""
+
+    vp8_cpu_used: int = 10  # libvpx speed, −16 (slowest) … 16 (fastest)
+    x264_preset: str = "ultrafast"
+    keyframe_interval: int = 90  # frames between keyframes (3 s at 30 fps)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vp8_cpu_used, bool) or not isinstance(self.vp8_cpu_used, int):
+            raise ConfigError(f"vp8_cpu_used: {self.vp8_cpu_used!r} is not an integer")
+        _check_range("vp8_cpu_used", self.vp8_cpu_used, -16, 16)
+        _check_choice("x264_preset", self.x264_preset, X264_PRESETS)
+        if isinstance(self.keyframe_interval, bool) or not isinstance(self.keyframe_interval, int):
+            raise ConfigError(f"keyframe_interval: {self.keyframe_interval!r} is not an integer")
+        _check_range("keyframe_interval", self.keyframe_interval, 1, 10_000)
+
+
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)  # fmt: skip
+SERVER_MODES = ("livefx", "bare-echo")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_sessions: int = 4
+    idle_timeout_s: float = 10.0  # a session with no incoming frame for this long is ended
+    stats_interval_s: float = 1.0
+    max_message_bytes: int = 64 * 1024  # one WebSocket message
+    max_upload_bytes: int = 8 * 1024 * 1024  # one background image
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    mode: str = "livefx"  # bare-echo: aiortc's plain relay, no pipeline (a baseline)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host: {self.host!r} is not a host name or address")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigError(f"port: {self.port!r} is not an integer")
+        _check_range("port", self.port, 0, 65535)
+        _check_range("max_sessions", self.max_sessions, 1, 1000)
+        _check_range("idle_timeout_s", self.idle_timeout_s, 0.5, 3600.0)
+        _check_range("stats_interval_s", self.stats_interval_s, 0.1, 60.0)
+        _check_range("max_message_bytes", self.max_message_bytes, 1024, 16 * 1024 * 1024)
+        _check_range("max_upload_bytes", self.max_upload_bytes, 1024, 256 * 1024 * 1024)
+        _check_choice("mode", self.mode, SERVER_MODES)
+
+
+# Settings a client may change, by name, and the config section each belongs to. The CLI, the
+# query string of POST /offer and the WebSocket "settings" message all go through ``update``.
+SETTINGS: dict[str, tuple[str, str, type]] = {
+    "effect": ("effect", "name", str),
+    "strength": ("effect", "strength", float),
+    "background": ("effect", "background", str),
+    "colour": ("effect", "colour", str),
+    "color": ("effect", "colour", str),
+    "threshold": ("matte", "threshold", float),
+    "feather": ("matte", "feather", float),
+    "smoothing": ("matte", "smoothing", float),
+    "guided": ("matte", "guided", bool),
+    "budget_ms": ("budget", "budget_ms", float),
+    "segmenter": ("model", "segmenter", str),
+}
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if value is None and name in ("budget_ms", "background"):
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{name}: {value!r} is not true or false")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: {value!r} is not a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: {value!r} is not a string")
+    return value
+
+
+def update(config: PipelineConfig, changes: dict[str, Any]) -> PipelineConfig:
+    """A new PipelineConfig with ``changes`` (setting name → value) applied and validated.
+
+    Unknown names are an error that lists the known ones; values are coerced from strings (query
+    strings) or JSON types, then checked by the config dataclasses.
+    """
+    from dataclasses import replace
+
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        if name not in SETTINGS:
+            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}")
+        section, attr, kind = SETTINGS[name]
+        sections.setdefault(section, {})[attr] = _coerce(name, value, kind)
+    updated = {s: replace(getattr(config, s), **v) for s, v in sections.items()}
+    return replace(config, **updated)

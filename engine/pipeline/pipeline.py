@@ -67,16 +67,39 @@ class Pipeline:
         self._backends: dict[str, InferenceBackend] = {}
         self._state: FrameState | None = None
         self._background: FrameBuffer | None = None
-        self.stages: list[tuple[str, Stage]] = [("ingest", self._ingest)]
+        self.stages: list[tuple[str, Stage]] = self._stage_list()
+
+    def _stage_list(self) -> list[tuple[str, Stage]]:
+        stages: list[tuple[str, Stage]] = [("ingest", self._ingest)]
         if self.effect.needs_matte:
-            self.stages += [
+            stages += [
                 ("preprocess", self._preprocess),
                 ("segment", self._segment),
                 ("refine", self._refine),
             ]
-        self.stages.append(("effect", self._effect))
+        stages.append(("effect", self._effect))
         if self.effect.composites:
-            self.stages.append(("composite", self._composite))
+            stages.append(("composite", self._composite))
+        return stages
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """Change settings between frames (any thread that owns the pipeline).
+
+        Loaded models are kept; a new effect is made only when the effect's settings changed;
+        the budget controller is replaced only when the budget changed. Raises (and changes
+        nothing) when the new effect cannot be made, e.g. a background file that is unreadable.
+        """
+        new_effect = config.effect != self.config.effect
+        effect = create_effect(config.effect) if new_effect else self.effect
+        old, self.config = self.config, config
+        if new_effect:
+            self.effect.close()
+            self.effect = effect
+            self.stages = self._stage_list()
+        if config.budget != old.budget:
+            self.budget = BudgetController(config.budget)
+        if new_effect or config.model != old.model:
+            self._state = None  # buffers rebuilt and the effect configured on the next frame
 
     # -- set-up, once per resolution ------------------------------------------------------------
 
