@@ -137,6 +137,7 @@ class Client:
             while True:
                 frame = await track.recv()
                 now = time.perf_counter()
+                assert isinstance(frame, av.VideoFrame) and frame.pts is not None
                 pts = int(frame.pts)
                 data = frame.to_ndarray(format="yuv420p") if self.keep_frames else None
                 self._match(pts, now, data)

@@ -127,7 +127,7 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
 
     def _remove_frame(self, sequence_number: int) -> jitterbuffer.JitterFrame | None:
         if self._origin is not None:
-            packets = []
+            packets: list[Any] = []
             for count in range(self.capacity):
                 packet = self._packets[(self._origin + count) % self._capacity]
                 if packet is None or (packets and packet.timestamp != packets[0].timestamp):
