@@ -136,7 +136,7 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
                 if packet.marker:
                     self.remove(count + 1)
                     return jitterbuffer.JitterFrame(
-                        data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+                        data=b"".join(p._data for p in packets),
                         timestamp=packets[0].timestamp,
                     )
         return super()._remove_frame(sequence_number)
