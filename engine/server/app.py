@@ -143,6 +143,8 @@ class LiveFXServer:
                 return Response(200, (WEB_DIR / name).read_bytes(), kind)
             except OSError:
                 return Response.error(404, f"{name} is missing from {WEB_DIR}")
+        if r.path == "/favicon.ico":
+            return Response(204)
         if r.method == "GET" and r.path == "/health":
             return Response.json(200, self.health())
         if r.method == "GET" and r.path == "/stats":

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class WebSocket:
                         self._first = frame.opcode
                 elif frame.opcode == Opcode.CLOSE:
                     self.closed = True
-            if self.protocol.close_exc is not None or not data:
+            if self.protocol.state is State.CLOSED or not data:
                 self.closed = True
             await self._flush()
         return self._messages.pop(0)
@@ -206,8 +207,9 @@ class HttpServer:
             pass
         except Exception:  # a bug in a handler must not take the server down
             log.exception("request failed")
-            with contextlib.suppress(Exception):
-                await self._write(writer, Response.error(500, "internal error"))
+            if not getattr(writer, "_livefx_upgraded", False):
+                with contextlib.suppress(Exception):
+                    await self._write(writer, Response.error(500, "internal error"))
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -292,6 +294,7 @@ class HttpServer:
             return
         response = protocol.accept(events[0])
         protocol.send_response(response)
+        writer._livefx_upgraded = True  # type: ignore[attr-defined]  (no HTTP error after this)
         ws = WebSocket(protocol, reader, writer, self.max_ws_message)
         await ws._flush()
         if response.status_code != 101:

@@ -22,7 +22,7 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from engine.config import PipelineConfig, ServerConfig, describe
-from engine.errors import LiveFXError
+from engine.errors import InputError, LiveFXError
 from engine.media import frame_from_av, frame_to_av
 from engine.pipeline import Pipeline
 from engine.pipeline.gate import FrameGate, GateClosed
@@ -140,7 +140,7 @@ class Session:
 
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         if not any(t.kind == "video" for t in self.pc.getTransceivers()):
-            raise LiveFXError("the offer has no video track")
+            raise InputError("cannot use this offer: it has no video track")
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         if self.server_config.mode == "livefx":
