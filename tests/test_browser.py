@@ -98,7 +98,7 @@ def test_camera_to_processed_video_in_chromium(server, browser_page, tmp_path: P
         }""",
         timeout=15_000,
     )
-    r, g, b = remote_pixel(page, 0.5, 0.35)  # her face: not green
+    r, g, _ = remote_pixel(page, 0.5, 0.35)  # her face: not green
     assert not (g > 140 and r < 70)
 
     page.select_option("#effect", "blur")
@@ -117,6 +117,6 @@ def test_clean_output_view(server, browser_page, tmp_path: Path) -> None:
     page.goto(server.url + "/?view=output&effect=colour&colour=blue")
     page.wait_for_function("window.livefx.framesDecoded > 10", timeout=30_000)
     assert not page.is_visible("#controls") and not page.is_visible("#local")
-    r, g, b = remote_pixel(page, 0.02, 0.02)
+    r, _, b = remote_pixel(page, 0.02, 0.02)
     assert b > 140 and r < 60  # chroma blue behind her
     page.screenshot(path=str(tmp_path / "output.png"))

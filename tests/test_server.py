@@ -129,7 +129,7 @@ def test_session_limit_and_bad_requests(server, clip) -> None:
         await a.start({"effect": "none"})
         await b.start({"effect": "none"})
         c = Client(server.url, clip.frames)
-        with pytest.raises(RuntimeError, match="503 .*server full: 2 of 2"):
+        with pytest.raises(RuntimeError, match=r"503 .*server full: 2 of 2"):
             await c.start({"effect": "none"})
         await c.pc.close()
         for x in (a, b):
@@ -202,6 +202,7 @@ def test_websocket_offer_settings_and_stats(server, clip) -> None:
         pc = rtc.peer_connection()
         pc.addTrack(CameraTrack(clip.frames, 30))
         got = {"n": 0}
+        tasks = []
 
         @pc.on("track")
         def on_track(track):
@@ -210,7 +211,7 @@ def test_websocket_offer_settings_and_stats(server, clip) -> None:
                     await track.recv()
                     got["n"] += 1
 
-            asyncio.ensure_future(pull())
+            tasks.append(asyncio.ensure_future(pull()))
 
         async with aconnect(server.url.replace("http://", "ws://") + "/ws") as ws:
             await ws.recv()
