@@ -294,7 +294,7 @@ class HttpServer:
             return
         response = protocol.accept(events[0])
         protocol.send_response(response)
-        writer._livefx_upgraded = True  # type: ignore[attr-defined]  (no HTTP error after this)
+        setattr(writer, "_livefx_upgraded", True)  # noqa: B010  (no HTTP error reply after this)
         ws = WebSocket(protocol, reader, writer, self.max_ws_message)
         await ws._flush()
         if response.status_code != 101:
