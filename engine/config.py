@@ -168,7 +168,7 @@ class EncoderConfig:
     """Video encoder speed for the WebRTC sender (aiortc's own defaults are slow: libx264 with
     no preset, libvpx at cpu-used −6, a keyframe every 3000 frames)."""
 
-    vp8_cpu_used: int = 10  # libvpx speed, −16 (slowest) … 16 (fastest)
+    vp8_cpu_used: int = 16  # libvpx speed: 16 is its fastest (-16..16; negative: adaptive)
     x264_preset: str = "ultrafast"
     keyframe_interval: int = 90  # frames between keyframes (3 s at 30 fps)
 
