@@ -7,7 +7,7 @@ OUT    := out
 # MediaPipe 0.10.21 pins numpy<2, so its runtime lives in a throw-away venv of its own.
 MP_VENV ?= /tmp/livefx-mediapipe-venv
 
-.PHONY: install dev run test lint format models fixtures bench clean
+.PHONY: install dev run demo test lint format models fixtures bench bench-e2e clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-# The main job on the CPU default: the sample photo's matte, and a moving sample clip blurred.
+# The main job on the CPU default: the server and web client on http://127.0.0.1:8080/.
 run: $(VENV)/.installed
+	$(VENV)/bin/livefx serve
+
+# Offline: the sample photo's matte, and a moving sample clip blurred.
+demo: $(VENV)/.installed
 	mkdir -p $(OUT)
 	$(VENV)/bin/livefx process samples/astronaut.jpg $(OUT)/astronaut_matte.png --effect mask
 	$(PY) -m engine.samples $(OUT)/sample_clip.mp4 --width 1280 --height 720 --frames 90
@@ -62,6 +66,10 @@ bench: $(VENV)/.installed-dev $(MP_VENV)/bin/python
 	$(PY) benchmarks/segment.py --mediapipe-python $(MP_VENV)/bin/python
 	$(PY) benchmarks/pipeline.py --mediapipe-python $(MP_VENV)/bin/python
 	$(PY) benchmarks/quality.py
+
+# WebRTC round trips against `livefx serve` and a bare aiortc echo (about 5 minutes).
+bench-e2e: $(VENV)/.installed-dev
+	$(PY) benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

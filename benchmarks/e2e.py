@@ -28,9 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiortc.codecs import h264, vpx
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from engine.config import EncoderConfig
@@ -128,29 +131,41 @@ async def long_session(url: str, frames: list[FrameBuffer], seconds: float) -> d
 
 
 def bench_encoders(frames: dict[str, list[FrameBuffer]], n: int) -> dict[str, Any]:
-    """Encode time per frame: aiortc's encoders as they come vs with LiveFX's settings."""
+    """Encode time per frame and PSNR of the decoded luma: aiortc's encoders as they come vs
+    with LiveFX's settings, at aiortc's starting bitrate."""
     rtc.install_encoders(EncoderConfig())
     out: dict[str, Any] = {}
     vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000)
     avc = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000)
-    makers = {
-        "vp8 aiortc": lambda: vpx.Vp8Encoder(),
-        "vp8 livefx": lambda: rtc._get_encoder(vp8),
-        "h264 aiortc": lambda: h264.H264Encoder(),
-        "h264 livefx": lambda: rtc._get_encoder(avc),
+    makers: dict[str, tuple[Any, Any, Any]] = {
+        "vp8 aiortc": (vpx.Vp8Encoder, vpx.Vp8Decoder, vpx.vp8_depayload),
+        "vp8 livefx": (lambda: rtc._get_encoder(vp8), vpx.Vp8Decoder, vpx.vp8_depayload),
+        "h264 aiortc": (h264.H264Encoder, h264.H264Decoder, h264.h264_depayload),
+        "h264 livefx": (lambda: rtc._get_encoder(avc), h264.H264Decoder, h264.h264_depayload),
     }
     for res, fs in frames.items():
-        for name, make in makers.items():
-            enc = make()
-            times = []
+        for name, (make, make_decoder, depayload) in makers.items():
+            enc, dec = make(), make_decoder()
+            times, psnr = [], []
             for i in range(n + 10):
-                frame = frame_to_av(fs[i % len(fs)])
+                fb = fs[i % len(fs)]
+                frame = frame_to_av(fb)
                 frame.pts, frame.time_base = i * 3000, rtc.fractions.Fraction(1, 90000)
                 t = time.perf_counter_ns()
-                enc.encode(frame, False)
+                payloads, _ = enc.encode(frame, False)
+                elapsed = time.perf_counter_ns() - t
+                data = b"".join(depayload(p) for p in payloads)
+                decoded = dec.decode(JitterFrame(data, i * 3000)) if data else []
                 if i >= 10:
-                    times.append(time.perf_counter_ns() - t)
-            out.setdefault(res, {})[name] = summarise_ns(times)
+                    times.append(elapsed)
+                    if decoded:
+                        y = decoded[0].to_ndarray(format="yuv420p")[: fb.height].astype(float)
+                        mse = float(np.mean((y - fb.y.astype(float)) ** 2))
+                        psnr.append(10 * np.log10(255**2 / max(mse, 1e-9)))
+            out.setdefault(res, {})[name] = {
+                **summarise_ns(times),
+                "psnr_db": round(float(np.mean(psnr)), 2) if psnr else None,
+            }
     return out
 
 
@@ -237,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['first_20s']['median_ms']:.2f} ms, last 20 s {r['last_20s']['median_ms']:.2f} ms "
             f"(p95 {r['first_20s']['p95_ms']:.2f} → {r['last_20s']['p95_ms']:.2f})"
         )
-    print("\nencode time per frame, median / p95 ms (aiortc's settings vs LiveFX's)")
+    print("\nencode time per frame, median / p95 ms, and PSNR (aiortc's settings vs LiveFX's)")
     for res, rows in results["encoders"].items():
         for name, s in rows.items():
-            print(f"  {res:<9} {name:<12} {s['median_ms']:7.2f} / {s['p95_ms']:7.2f}")
+            print(
+                f"  {res:<9} {name:<12} {s['median_ms']:7.2f} / {s['p95_ms']:7.2f}"
+                f"   {s['psnr_db']} dB"
+            )
     return 0
 
 
