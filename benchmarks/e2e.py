@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,35 +40,9 @@ from engine.media import frame_to_av
 from engine.pipeline.timing import summarise_ns
 from engine.samples import composited_clip
 from engine.server import rtc
-from engine.server.client import Client
+from engine.server.client import Client, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Server:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            m = re.search(r"serving on (http://[\d.]+:\d+)/", line)
-            if m:
-                self.url = m.group(1)
-                return
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
@@ -190,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     effects = [e for e in args.effects.split(",") if e]
     results: dict[str, Any] = {"sessions": {}}
-    livefx = Server("--max-sessions", "8")
-    echo = Server("--mode", "bare-echo", "--max-sessions", "8")
+    livefx = ServerProcess("--max-sessions", "8", cwd=str(ROOT))
+    echo = ServerProcess("--mode", "bare-echo", "--max-sessions", "8", cwd=str(ROOT))
     try:
         for res, fs in frames.items():
             rows = {

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.server.client import ServerProcess as _ServerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 TFLITE = {
@@ -40,41 +42,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class ServerProcess:
-    """``livefx serve`` in a child process on a free port (the real entry point)."""
-
+class ServerProcess(_ServerProcess):
     def __init__(self, *args: str) -> None:
-        import os
-        import re
-
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        self.log: list[str] = []
-        for line in self.proc.stdout:
-            self.log.append(line)
-            m = re.search(r"serving on (http://[\d.]+:\d+)/", line)
-            if m:
-                self.url = m.group(1)
-                break
-        else:
-            raise RuntimeError("server did not start:\n" + "".join(self.log))
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return "".join(self.log) + (out or "")
+        super().__init__(*args, cwd=str(ROOT))
 
 
 @pytest.fixture()

@@ -192,3 +192,42 @@ class Client:
             self._task.cancel()
         await self.pc.close()
         return status
+
+
+class ServerProcess:
+    """``livefx serve`` in a child process on a free port (the real entry point)."""
+
+    def __init__(self, *args: str, cwd: str | None = None) -> None:
+        import os
+        import re
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        self.log: list[str] = []
+        for line in self.proc.stdout:
+            self.log.append(line)
+            m = re.search(r"serving on (http://[\d.]+:\d+)/", line)
+            if m:
+                self.url = m.group(1)
+                return
+        raise RuntimeError("livefx serve did not start:\n" + "".join(self.log))
+
+    def stop(self) -> str:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return "".join(self.log) + (out or "")
