@@ -62,3 +62,36 @@ def ghosting(alphas: Sequence[np.ndarray], truths: Sequence[np.ndarray], margin:
         bg = far_background(t, margin)
         values.append(float((a[bg] >= 128).mean()) if bg.any() else 0.0)
     return float(np.mean(values))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * float(np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window σ = 1.5, K1 = 0.01, K2 = 0.03) of two uint8
+    images, over the channels."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    x = a.astype(np.float64)
+    y = b.astype(np.float64)
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        out: np.ndarray = cv2.GaussianBlur(z, (11, 11), 1.5)
+        return out
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def edge_sharpness(image: np.ndarray, edges: np.ndarray) -> float:
+    """Mean gradient magnitude of ``image``'s luma on the pixels where ``edges`` is true."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.sqrt(gx * gx + gy * gy)[edges].mean()) if edges.any() else 0.0

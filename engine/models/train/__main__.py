@@ -1,0 +1,5 @@
+import sys
+
+from engine.models.train.train import main
+
+sys.exit(main())
