@@ -60,6 +60,16 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         default=d_eff.colour,
         help="colour: #rrggbb or green|blue|black|white|grey (default green, #00b140)",
     )
+    g.add_argument(
+        "--model",
+        default=d_eff.model,
+        help="gan: cartoon, enhance, or a path to an image-to-image .onnx (default cartoon)",
+    )
+    g.add_argument(
+        "--region",
+        default=d_eff.region,
+        help="gan: frame (the whole picture) or person (the person only); default frame",
+    )
     g = p.add_argument_group("matte")
     g.add_argument("--threshold", type=float, default=d_mat.threshold, help="edge position 0..1")
     g.add_argument(
@@ -105,6 +115,8 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             strength=args.strength,
             background=args.background,
             colour=args.colour,
+            model=args.model,
+            region=args.region,
         ),
         matte=MatteConfig(
             threshold=args.threshold,
@@ -134,7 +146,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.models.registry import SEGMENTERS, load_model
+    from engine.models.registry import GENERATORS, SEGMENTERS, load_generator, load_model
 
     if args.action == "build":
         from engine.models.build import build
@@ -150,6 +162,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         except LiveFXError as exc:
             state, failed = f"FAILED: {exc}", failed + 1
         print(f"{spec.name:<10} {spec.width}x{spec.height}  {spec.filename:<36} {state}")
+    for gen in GENERATORS.values():
+        try:
+            load_generator(gen.name)
+            state = "ok"
+        except LiveFXError as exc:
+            state, failed = f"FAILED: {exc}", failed + 1
+        print(f"{gen.name:<10} {'any':<7}  {gen.filename:<36} {state}")
     return 1 if failed else 0
 
 

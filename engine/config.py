@@ -13,7 +13,9 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.models.registry import SEGMENTER_CHOICES
 
-EFFECTS = ("none", "mask", "blur", "replace", "colour")
+EFFECTS = ("none", "mask", "blur", "replace", "colour", "gan")
+GENERATOR_NAMES = ("cartoon", "enhance")
+REGIONS = ("frame", "person")
 INFERENCE_BACKENDS = ("onnxruntime",)
 NAMED_COLOURS = {
     "green": (0, 177, 64),  # broadcast chroma-key green
@@ -77,10 +79,19 @@ class EffectConfig:
     strength: float = 0.6  # blur: 0 = none … 1 = strongest
     background: str | None = None  # replace: image or video file; None = the shipped default
     colour: str = "green"  # colour: #rrggbb or a name; default broadcast chroma green
+    model: str = "cartoon"  # gan: cartoon | enhance | a path to an image-to-image .onnx
+    region: str = "frame"  # gan: the whole frame, or the person only
 
     def __post_init__(self) -> None:
         _check_choice("effect", self.name, EFFECTS)
         _check_range("strength", self.strength, 0.0, 1.0)
+        if not isinstance(self.model, str) or not (
+            self.model in GENERATOR_NAMES or self.model.lower().endswith(".onnx")
+        ):
+            raise ConfigError(
+                f"model: {self.model!r} is not one of {', '.join(GENERATOR_NAMES)} or a .onnx file"
+            )
+        _check_choice("region", self.region, REGIONS)
         if self.background is not None and not isinstance(self.background, str):
             raise ConfigError(f"background: {self.background!r} is not a file path")
         if self.background == "":
@@ -232,6 +243,8 @@ SETTINGS: dict[str, tuple[str, str, type]] = {
     "guided": ("matte", "guided", bool),
     "budget_ms": ("budget", "budget_ms", float),
     "segmenter": ("model", "segmenter", str),
+    "model": ("effect", "model", str),
+    "region": ("effect", "region", str),
 }
 
 

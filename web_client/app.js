@@ -35,6 +35,10 @@ function settingsFromControls() {
   if (effect === "blur") s.strength = Number($("strength").value);
   if (effect === "colour") s.colour = $("colour").value;
   if (effect === "replace") s.background = $("background").value || null;
+  if (effect === "gan") {
+    s.model = $("model").value;
+    s.region = $("region").value;
+  }
   return s;
 }
 
@@ -256,7 +260,7 @@ function init() {
   }
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
-  for (const id of ["effect", "strength", "colour", "background", "threshold", "feather", "smoothing"]) {
+  for (const id of ["effect", "strength", "colour", "background", "model", "region", "threshold", "feather", "smoothing"]) {
     $(id).addEventListener("change", sendSettings);
   }
   $("upload").addEventListener("change", uploadBackground);

@@ -44,7 +44,7 @@ def register(cls: type[Effect]) -> type[Effect]:
     return cls
 
 
-def create_effect(config: EffectConfig) -> Effect:
+def create_effect(config: EffectConfig, threads: int = 1) -> Effect:
     _load_builtin()
     try:
         cls = EFFECTS[config.name]
@@ -52,6 +52,8 @@ def create_effect(config: EffectConfig) -> Effect:
         raise ConfigError(
             f"effect: {config.name!r} is not one of {', '.join(sorted(EFFECTS))}"
         ) from None
+    if config.name == "gan":
+        return cls(config, threads)  # type: ignore[call-arg]
     return cls(config)
 
 
@@ -60,6 +62,6 @@ _loaded: list[Callable[[], None]] = []
 
 def _load_builtin() -> None:
     if not _loaded:
-        from engine.effects import background, basic  # noqa: F401  (registers the effects)
+        from engine.effects import background, basic, gan  # noqa: F401  (registers the effects)
 
         _loaded.append(_load_builtin)

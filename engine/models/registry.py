@@ -96,3 +96,52 @@ def choose_segmenter(
     if selection != "auto":
         return segmenter(selection)
     return SEGMENTERS["landscape" if width >= landscape_min_aspect * height else "general"]
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A generator LiveFX trained itself (``engine/models/train``; see PROVENANCE.md)."""
+
+    name: str
+    filename: str
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return MODEL_DIR / self.filename
+
+
+GENERATORS: dict[str, GeneratorSpec] = {
+    "cartoon": GeneratorSpec(
+        "cartoon",
+        "cartoon.onnx",
+        "b0e6259b484bf34438c61caf3eca8b31f3c027e51b79530fe40d0a39c550f265",
+    ),
+    "enhance": GeneratorSpec(
+        "enhance",
+        "enhance.onnx",
+        "9548ca82fc3931439f423d937866da1c300f58c2387db9bd29ce62253cea3f61",
+    ),
+}
+
+
+def load_generator(name_or_path: str) -> tuple[bytes, str]:
+    """(ONNX bytes, a label) of a shipped generator by name (checked against its sha256), or
+    of a user's .onnx file."""
+    spec = GENERATORS.get(name_or_path)
+    path = spec.path if spec else Path(name_or_path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model {name_or_path!r}: {path} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"model {name_or_path!r}: cannot read {path}: {exc.strerror}") from None
+    if spec is None:
+        return blob, path.name
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != spec.sha256:
+        raise ModelError(
+            f"model {spec.name!r}: {path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}… "
+            "(damaged or replaced; `make train` makes it again)"
+        )
+    return blob, spec.name

@@ -119,6 +119,34 @@ class Preprocessor:
         np.clip(flat, 0.0, 1.0, out=flat)
 
 
+class RgbToYuv420p:
+    """Planar float RGB in [0, 1] (3, h, w) → a yuv420p frame of any size (resampled per plane).
+
+    The colour matrix runs at the RGB's own resolution; the planes are then resampled to the
+    frame's Y and U/V sizes. Buffers are made once per size.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, rgb: np.ndarray, out: FrameBuffer) -> None:
+        _, h, w = rgb.shape
+        bufs = self._bufs.get((w, h))
+        if bufs is None:
+            bufs = self._bufs[(w, h)] = (
+                np.empty((3, h * w), np.float32),
+                np.empty((3, h, w), np.uint8),
+            )
+        yuv, planes = bufs
+        mat, offset = rgb_to_yuv(out.colorspace, out.full_range)
+        np.matmul(mat.astype(np.float32), rgb.reshape(3, -1), out=yuv)
+        yuv += (offset.astype(np.float32) + np.float32(0.5))[:, None]
+        np.clip(yuv, 0, 255, out=yuv)
+        np.copyto(planes.reshape(3, -1), yuv, casting="unsafe")
+        for src, dst in zip(planes, (out.y, out.u, out.v), strict=True):
+            resize_into(src, dst)
+
+
 def box_mean_into(src: np.ndarray, radius: int, dst: np.ndarray) -> None:
     """``reference.box_mean`` on float32 planes (OpenCV's default border is reflect-101)."""
     k = 2 * radius + 1

@@ -27,14 +27,23 @@ class Quality:
     skip_static: bool = False  # reuse the mask when the frame barely changed
     guided: bool = True  # the guided filter on the matte (when the config enables it)
     blur_level_bias: int = 0  # blur the background this many pyramid levels lower
+    gan_scale: float = 1.0  # run a GAN generator on the frame scaled by this much
 
 
 QUALITY_LEVELS: tuple[Quality, ...] = (
     Quality(0, "full"),
     Quality(1, "skip-static", skip_static=True),
-    Quality(2, "light", skip_static=True, blur_level_bias=1),
-    Quality(3, "half-rate", infer_every=2, skip_static=True, blur_level_bias=1),
-    Quality(4, "minimal", infer_every=3, skip_static=True, guided=False, blur_level_bias=2),
+    Quality(2, "light", skip_static=True, blur_level_bias=1, gan_scale=0.75),
+    Quality(3, "half-rate", infer_every=2, skip_static=True, blur_level_bias=1, gan_scale=0.5),
+    Quality(
+        4,
+        "minimal",
+        infer_every=3,
+        skip_static=True,
+        guided=False,
+        blur_level_bias=2,
+        gan_scale=0.5,
+    ),
 )
 
 

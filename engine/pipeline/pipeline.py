@@ -62,7 +62,7 @@ class Pipeline:
         self.session = SessionState()
         self.frames = 0
         self.setup_ns = 0  # the longest (re)configuration: model load, buffers for a new size
-        self.effect = effect or create_effect(self.config.effect)
+        self.effect = effect or create_effect(self.config.effect, self.config.inference.threads)
         self._backend_factory = backend_factory or self._default_backend
         self._backends: dict[str, InferenceBackend] = {}
         self._state: FrameState | None = None
@@ -90,7 +90,9 @@ class Pipeline:
         nothing) when the new effect cannot be made, e.g. a background file that is unreadable.
         """
         new_effect = config.effect != self.config.effect
-        effect = create_effect(config.effect) if new_effect else self.effect
+        effect = (
+            create_effect(config.effect, config.inference.threads) if new_effect else self.effect
+        )
         old, self.config = self.config, config
         if new_effect:
             self.effect.close()

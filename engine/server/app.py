@@ -32,7 +32,15 @@ import cv2
 import numpy as np
 
 from engine import __version__
-from engine.config import EFFECTS, SETTINGS, PipelineConfig, ServerConfig, describe, update
+from engine.config import (
+    EFFECTS,
+    GENERATOR_NAMES,
+    SETTINGS,
+    PipelineConfig,
+    ServerConfig,
+    describe,
+    update,
+)
 from engine.errors import ConfigError, InputError, LiveFXError
 from engine.server import rtc
 from engine.server.http import HttpServer, Request, Response, WebSocket
@@ -116,8 +124,12 @@ class LiveFXServer:
             else:
                 names = ", ".join(shipped_backgrounds())
                 raise ConfigError(f"background: {name!r} is not one of {names} or upload")
+        if "model" in changes and changes["model"] not in GENERATOR_NAMES:
+            raise ConfigError(
+                f"model: {changes['model']!r} is not one of {', '.join(GENERATOR_NAMES)}"
+            )
         config = update(base, changes)
-        if config.effect != base.effect and config.effect.name == "replace":
+        if config.effect != base.effect and config.effect.name in ("replace", "gan"):
             # Check the background can be loaded now, so that a bad one is refused here.
             from engine.effects import create_effect
 
@@ -255,6 +267,7 @@ class LiveFXServer:
             "mode": self.config.mode,
             "effects": list(EFFECTS),
             "backgrounds": shipped_backgrounds(),
+            "models": list(GENERATOR_NAMES),
             "settings": describe(self.config.pipeline),
             "setting_names": sorted(SETTINGS),
         }))  # fmt: skip
