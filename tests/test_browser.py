@@ -112,6 +112,28 @@ def test_camera_to_processed_video_in_chromium(server, browser_page, tmp_path: P
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
+def test_gan_effect_from_the_page(server, browser_page) -> None:
+    page = browser_page
+    page.goto(server.url + "/")
+    page.wait_for_function("window.livefx.hello !== null", timeout=10_000)
+    page.click("#start")
+    page.wait_for_function("window.livefx.framesDecoded > 10", timeout=30_000)
+    page.select_option("#effect", "gan")
+    assert page.is_visible("#model") and page.is_visible("#region")
+    page.select_option("#model", "enhance")
+    page.select_option("#region", "person")
+    page.wait_for_function(
+        """() => {
+            const e = window.livefx.stats && window.livefx.stats.settings.effect;
+            return e && e.name === 'gan' && e.model === 'enhance' && e.region === 'person';
+        }""",
+        timeout=15_000,
+    )
+    before = page.evaluate("window.livefx.framesDecoded")
+    page.wait_for_timeout(1500)
+    assert page.evaluate("window.livefx.framesDecoded") > before + 10  # still playing
+
+
 def test_clean_output_view(server, browser_page, tmp_path: Path) -> None:
     page = browser_page
     page.goto(server.url + "/?view=output&effect=colour&colour=blue")
