@@ -7,8 +7,12 @@ otherwise. The usual way (``usual_way_worker.py``: MediaPipe's runtime + full-re
 Gaussian blur + NumPy float blend, default threads) runs on the same frames in the same run, in
 MediaPipe's own venv (``--mediapipe-python``; ``make bench`` makes it).
 
-Prints a table per resolution (median and p95 ms per stage and in total) and the ratio of the
-usual way's median to LiveFX's blur median; ``--json`` prints everything as one JSON object.
+For each ``gan:MODEL`` effect the same generator also runs the usual way, in this process with
+LiveFX's thread count, alternating with LiveFX frame by frame: OpenCV's full-size I420→RGB, a
+float NCHW copy, ``InferenceSession.run``, and back to I420.
+
+Prints a table per resolution (median and p95 ms per stage and in total) and the ratios of the
+usual ways' medians to LiveFX's; ``--json`` prints everything as one JSON object.
 """
 
 from __future__ import annotations
@@ -35,16 +39,16 @@ from engine.pipeline.timing import summarise_ns
 from engine.samples import composited_clip
 
 RESOLUTIONS = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
-EFFECTS = ("none", "mask", "blur", "replace", "colour")
+EFFECTS = ("none", "mask", "blur", "replace", "colour", "gan:cartoon", "gan:enhance")
 WORKER = Path(__file__).resolve().parent / "usual_way_worker.py"
 
 
 def bench_livefx(
     frames: list[FrameBuffer], effect: str, threads: int, repeats: int, warmup: int
 ) -> dict[str, dict[str, float]]:
-    config = PipelineConfig(
-        effect=EffectConfig(name=effect), inference=InferenceConfig(threads=threads)
-    )
+    name, _, model = effect.partition(":")  # gan:cartoon → the gan effect with that model
+    spec = EffectConfig(name=name, model=model) if model else EffectConfig(name=name)
+    config = PipelineConfig(effect=spec, inference=InferenceConfig(threads=threads))
     p = Pipeline(config)
     for i in range(warmup):
         p.process(frames[i % len(frames)])
@@ -91,6 +95,46 @@ def bench_usual(
     }, f"usual way: mediapipe 0.10.21 + OpenCV GaussianBlur ({kernels}) + NumPy float blend"
 
 
+def bench_gan_pair(
+    frames: list[FrameBuffer], model: str, threads: int, repeats: int, warmup: int
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """LiveFX's gan effect and the same generator the usual way, interleaved frame by frame (so
+    that both see the same machine): OpenCV's full-size I420→RGB, a float NCHW copy,
+    ``InferenceSession.run`` with fresh outputs, the output back to uint8 and to I420."""
+    import time
+
+    import onnxruntime as ort
+
+    from engine.models.registry import load_generator
+
+    p = Pipeline(
+        PipelineConfig(
+            effect=EffectConfig(name="gan", model=model), inference=InferenceConfig(threads=threads)
+        )
+    )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        load_generator(model)[0], opts, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    packed = [i420(f) for f in frames]
+    usual = []
+    for i in range(warmup + repeats):
+        if i == warmup:
+            p.times.clear()
+        p.process(frames[i % len(frames)])
+        t0 = time.perf_counter_ns()
+        rgb = cv2.cvtColor(packed[i % len(packed)], cv2.COLOR_YUV2RGB_I420)
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        (y,) = session.run(None, {name: x})
+        out = np.clip(y[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        cv2.cvtColor(out, cv2.COLOR_RGB2YUV_I420)
+        if i >= warmup:
+            usual.append(time.perf_counter_ns() - t0)
+    return p.times.summary(), {"total": summarise_ns(usual)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolutions", default="480p,720p,1080p")
@@ -120,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: dict[str, dict[str, Any]] = {}
     for res in resolutions:
-        results[res] = {
-            e: bench_livefx(frames[res], e, args.threads, args.repeats, args.warmup)
-            for e in effects
-        }
+        results[res] = {}
+        for e in effects:
+            if e.startswith("gan:"):  # with the same generator run the usual way, same threads
+                results[res][e], results[res][f"usual {e}"] = bench_gan_pair(
+                    frames[res], e.partition(":")[2], args.threads, args.repeats, args.warmup
+                )
+            else:
+                results[res][e] = bench_livefx(
+                    frames[res], e, args.threads, args.repeats, args.warmup
+                )
     usual_note = "usual way not run (no --mediapipe-python)"
     if args.mediapipe_python:
         # The same blur as LiveFX's default: σ = strength · 6 % of the short side.
@@ -151,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in stages.items()
                 if k != "total"
             )
-            print(f"  {row:<10} total {total['median_ms']:6.2f} / {total['p95_ms']:6.2f}   {parts}")
+            print(f"  {row:<18} total {total['median_ms']:6.2f} / {total['p95_ms']:6.2f}   {parts}")
         usual_row = results[res].get("usual way")
         if usual_row and "blur" in results[res]:
             ratio = usual_row["total"]["median_ms"] / results[res]["blur"]["total"]["median_ms"]
             print(f"  usual way ÷ LiveFX blur (median): {ratio:.1f}×")
+        for row in list(results[res]):
+            if row.startswith("usual gan:"):
+                mine = results[res][row.removeprefix("usual ")]["total"]["median_ms"]
+                ratio = results[res][row]["total"]["median_ms"] / mine
+                print(f"  {row} ÷ LiveFX {row.removeprefix('usual ')} (median): {ratio:.2f}×")
     return 0
 
 
