@@ -6,8 +6,14 @@ PIP    := $(PY) -m pip -q --disable-pip-version-check
 OUT    := out
 # MediaPipe 0.10.21 pins numpy<2, so its runtime lives in a throw-away venv of its own.
 MP_VENV ?= /tmp/livefx-mediapipe-venv
+# CUDA kernels (make kernels) and their pixel math built for the host tests.
+NVCC        ?= nvcc
+KERNELS_DIR := build/kernels
+FATBIN      := $(KERNELS_DIR)/livefx.fatbin
+HOST_LIB    := build/liblfx_host.so
+GENCODE     := $(foreach a,75 80 86 89 90,-gencode arch=compute_$(a),code=sm_$(a)) -gencode arch=compute_90,code=compute_90
 
-.PHONY: install dev run demo test lint format models fixtures bench bench-e2e train clean
+.PHONY: install dev run demo test lint format models fixtures bench bench-e2e train kernels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +42,9 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/livefx process $(OUT)/sample_clip.mp4 $(OUT)/sample_clip_blur.mp4 --effect blur
 	@echo "wrote $(OUT)/astronaut_matte.png and $(OUT)/sample_clip_blur.mp4"
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(HOST_LIB)
+	@if command -v $(NVCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory kernels; \
+	else echo "make kernels: skipped ($(NVCC) not found)"; fi
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
 
@@ -48,6 +56,24 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# CUDA kernels: a fatbin for sm_75…sm_90 plus PTX for newer GPUs. ptxas reports every entry
+# point (-Xptxas -v); any warning or register spill fails the build.
+
+kernels: $(FATBIN)
+
+$(FATBIN): kernels/livefx.cu kernels/pixel.cuh
+	@mkdir -p $(KERNELS_DIR)
+	$(NVCC) -fatbin -std=c++17 -O3 -Xptxas -v -Werror all-warnings $(GENCODE) -o $@ $< > $(KERNELS_DIR)/ptxas.log 2>&1 \
+	  || { cat $(KERNELS_DIR)/ptxas.log; rm -f $@; exit 1; }
+	@if grep -E "[1-9][0-9]* bytes spill (stores|loads)|[Ww]arning" $(KERNELS_DIR)/ptxas.log; then \
+	  echo "kernels: register spills or warnings (see $(KERNELS_DIR)/ptxas.log)"; rm -f $@; exit 1; fi
+	@echo "kernels: $@ ($$(grep -c "Compiling entry function" $(KERNELS_DIR)/ptxas.log) entry points compiled, no spills, no warnings)"
+
+# The same pixel math compiled by the host compiler, for the host tests.
+$(HOST_LIB): kernels/host_api.cpp kernels/pixel.cuh
+	@mkdir -p build
+	$(CXX) -O2 -std=c++17 -shared -fPIC -Wall -Wextra -Werror -o $@ $<
 
 # Fetch mediapipe==0.10.21 (pip download --no-deps), convert, and compare with the committed .onnx.
 models: $(VENV)/.installed-dev

@@ -1,0 +1,79 @@
+// The pixel math of kernels/pixel.cuh compiled by the host compiler, over whole planes, for the
+// host tests (tests/test_kernels_host.py, through ctypes). Each loop body is the body of the
+// matching kernel in kernels/livefx.cu.
+#include "pixel.cuh"
+
+using namespace lfx;
+
+static ColorMatrix color(const float* m9, const float* off3) {
+    ColorMatrix c;
+    for (int i = 0; i < 9; ++i) c.m[i] = m9[i];
+    for (int i = 0; i < 3; ++i) c.off[i] = off3[i];
+    return c;
+}
+
+extern "C" {
+
+void lfx_halve_u8(const uint8_t* src, int stride, float* dst, int dw, int dh) {
+    for (int y = 0; y < dh; ++y)
+        for (int x = 0; x < dw; ++x) dst[(size_t)y * dw + x] = halve_px(src, stride, x, y);
+}
+
+void lfx_halve_f32(const float* src, int stride, float* dst, int dw, int dh) {
+    for (int y = 0; y < dh; ++y)
+        for (int x = 0; x < dw; ++x) dst[(size_t)y * dw + x] = halve_px(src, stride, x, y);
+}
+
+int lfx_halvings(int w, int h, int tw, int th) { return halvings(w, h, tw, th); }
+
+void lfx_preprocess(const float* y, int ys, int yw, int yh, const float* u, const float* v, int cs,
+                    int cw, int ch, const float* m9, const float* off3, float* out, int dw,
+                    int dh) {
+    ColorMatrix c = color(m9, off3);
+    size_t plane = (size_t)dw * dh;
+    for (int row = 0; row < dh; ++row)
+        for (int x = 0; x < dw; ++x) {
+            float rgb[3];
+            preprocess_px(y, ys, yw, yh, u, v, cs, cw, ch, c, x, row, dw, dh, rgb);
+            size_t i = (size_t)row * dw + x;
+            out[i] = rgb[0];
+            out[plane + i] = rgb[1];
+            out[2 * plane + i] = rgb[2];
+        }
+}
+
+void lfx_smooth_ramp(const float* mask, float* prev, float* matte, int n, int first,
+                     float smoothing, float threshold, float feather) {
+    for (int i = 0; i < n; ++i)
+        matte[i] = smooth_ramp_px(mask[i], prev + i, first, smoothing, threshold, feather);
+}
+
+void lfx_upsample_matte(const float* matte, int mw, int mh, uint8_t* out, int stride, int w,
+                        int h) {
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+            out[(size_t)y * stride + x] = upsample_matte_px(matte, mw, mh, x, y, w, h);
+}
+
+void lfx_composite(const uint8_t* fg, const uint8_t* bg, const uint8_t* alpha, uint8_t* out,
+                   int n) {
+    for (int i = 0; i < n; ++i) out[i] = composite_px(fg[i], bg[i], alpha[i]);
+}
+
+void lfx_box_mean(const float* src, float* tmp, float* dst, int w, int h, int r) {
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) tmp[(size_t)y * w + x] = box_mean_h_px(src, w, w, x, y, r);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) dst[(size_t)y * w + x] = box_mean_v_px(tmp, w, h, x, y, r);
+}
+
+void lfx_masked_ratio(const float* num, const float* den, const float* x, float* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = masked_ratio(num[i], den[i], x[i]);
+}
+
+void lfx_rgb01_to_yuv(const float* rgb, const float* inv9, const float* off3, float* yuv, int n) {
+    ColorMatrix c = color(inv9, off3);
+    for (int i = 0; i < n; ++i) rgb01_to_yuv(c, rgb + 3 * i, yuv + 3 * i);
+}
+
+}  // extern "C"

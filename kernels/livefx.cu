@@ -1,0 +1,185 @@
+// LiveFX CUDA kernels. Each kernel computes its output elements with the __host__ __device__
+// functions of pixel.cuh, the same code the host tests run against engine/ops/reference.py.
+// Entry points are extern "C" so that the driver API finds them by name (cuModuleGetFunction).
+//
+// One frame's sequence on a stream: halve (per pyramid level and plane) → preprocess → [model]
+// → smooth_ramp → upsample_mattes → background (box blur passes, or a prepared image, or a
+// colour) → composite_*; every launch is asynchronous, so the sequence can be captured in a
+// CUDA graph once per resolution.
+#include <cuda_fp16.h>
+
+#include "pixel.cuh"
+
+using namespace lfx;
+
+namespace {
+
+__device__ __forceinline__ int gx() { return blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int gy() { return blockIdx.y * blockDim.y + threadIdx.y; }
+
+template <typename T>
+__device__ void halve(const T* src, int stride, float* dst, int dw, int dh) {
+    int x = gx(), y = gy();
+    if (x < dw && y < dh) dst[(size_t)y * dw + x] = halve_px(src, stride, x, y);
+}
+
+template <typename T, typename O>
+__device__ void preprocess(const T* y, int ys, int yw, int yh, const T* u, const T* v, int cs,
+                           int cw, int ch, ColorMatrix c, O* out, int dw, int dh) {
+    int x = gx(), row = gy();
+    if (x >= dw || row >= dh) return;
+    float rgb[3];
+    preprocess_px(y, ys, yw, yh, u, v, cs, cw, ch, c, x, row, dw, dh, rgb);
+    size_t i = (size_t)row * dw + x, plane = (size_t)dw * dh;
+    out[i] = (O)rgb[0];
+    out[plane + i] = (O)rgb[1];
+    out[2 * plane + i] = (O)rgb[2];
+}
+
+}  // namespace
+
+extern "C" {
+
+// -- ingest: one exact 2×2 halving (a pyramid level) -----------------------------------------
+
+__global__ void lfx_halve_u8(const uint8_t* src, int stride, float* dst, int dw, int dh) {
+    halve(src, stride, dst, dw, dh);
+}
+
+__global__ void lfx_halve_f32(const float* src, int stride, float* dst, int dw, int dh) {
+    halve(src, stride, dst, dw, dh);
+}
+
+// -- preprocess: yuv420p (or its halvings) → NCHW RGB in [0, 1], fp32 or fp16 -----------------
+
+__global__ void lfx_preprocess_u8_f32(const uint8_t* y, int ys, int yw, int yh, const uint8_t* u,
+                                      const uint8_t* v, int cs, int cw, int ch, ColorMatrix c,
+                                      float* out, int dw, int dh) {
+    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
+}
+
+__global__ void lfx_preprocess_f32_f32(const float* y, int ys, int yw, int yh, const float* u,
+                                       const float* v, int cs, int cw, int ch, ColorMatrix c,
+                                       float* out, int dw, int dh) {
+    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
+}
+
+__global__ void lfx_preprocess_u8_f16(const uint8_t* y, int ys, int yw, int yh, const uint8_t* u,
+                                      const uint8_t* v, int cs, int cw, int ch, ColorMatrix c,
+                                      __half* out, int dw, int dh) {
+    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
+}
+
+__global__ void lfx_preprocess_f32_f16(const float* y, int ys, int yw, int yh, const float* u,
+                                       const float* v, int cs, int cw, int ch, ColorMatrix c,
+                                       __half* out, int dw, int dh) {
+    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
+}
+
+// -- refine ----------------------------------------------------------------------------------
+
+// Temporal smoothing (history in ``prev``, updated) and the ramp, fused: one pass over the mask.
+__global__ void lfx_smooth_ramp(const float* mask, float* prev, float* matte, int n, int first,
+                                float smoothing, float threshold, float feather) {
+    int i = gx();
+    if (i < n) matte[i] = smooth_ramp_px(mask[i], prev + i, first, smoothing, threshold, feather);
+}
+
+// Both uint8 mattes in one launch: the grid covers the Y plane; threads inside the U/V size
+// also write the chroma matte.
+__global__ void lfx_upsample_mattes(const float* matte, int mw, int mh, uint8_t* ay, int ys,
+                                    int w, int h, uint8_t* auv, int cs, int cw, int ch) {
+    int x = gx(), y = gy();
+    if (x < w && y < h) ay[(size_t)y * ys + x] = upsample_matte_px(matte, mw, mh, x, y, w, h);
+    if (x < cw && y < ch) auv[(size_t)y * cs + x] = upsample_matte_px(matte, mw, mh, x, y, cw, ch);
+}
+
+// -- background ------------------------------------------------------------------------------
+
+// x·w at one pyramid level (w = 1 - matte, uint8 matte at that size): the masked blur's
+// numerator input; its denominator input is w itself.
+__global__ void lfx_weight(const float* x, int xs, const uint8_t* matte, int ms, float* xw,
+                           float* wgt, int w, int h) {
+    int i = gx(), j = gy();
+    if (i >= w || j >= h) return;
+    float b = 1.f - (float)matte[(size_t)j * ms + i] * (1.f / 255.f);
+    xw[(size_t)j * w + i] = x[(size_t)j * xs + i] * b;
+    wgt[(size_t)j * w + i] = b;
+}
+
+// Horizontal box mean, radius r, through a shared-memory row tile of blockDim.x + 2r values.
+// Launch with blockDim (N, 1) and (N + 2r)·4 bytes of dynamic shared memory.
+__global__ void lfx_box_h(const float* src, float* dst, int w, int h, int r) {
+    extern __shared__ float tile[];
+    int y = blockIdx.y, x0 = blockIdx.x * blockDim.x;
+    if (y >= h) return;
+    const float* row = src + (size_t)y * w;
+    for (int k = threadIdx.x; k < (int)blockDim.x + 2 * r; k += blockDim.x) {
+        tile[k] = row[reflect101(x0 + k - r, w)];
+    }
+    __syncthreads();
+    int x = x0 + threadIdx.x;
+    if (x >= w) return;
+    float s = 0.f;
+    for (int k = 0; k <= 2 * r; ++k) s += tile[threadIdx.x + k];
+    dst[(size_t)y * w + x] = s / (float)(2 * r + 1);
+}
+
+// Vertical box mean through a shared-memory tile of (blockDim.y + 2r) rows × blockDim.x
+// columns. Launch with (blockDim.y + 2r)·blockDim.x·4 bytes of dynamic shared memory.
+__global__ void lfx_box_v(const float* src, float* dst, int w, int h, int r) {
+    extern __shared__ float tile[];
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y0 = blockIdx.y * blockDim.y;
+    int rows = (int)blockDim.y + 2 * r;
+    for (int k = threadIdx.y; k < rows; k += blockDim.y) {
+        tile[k * blockDim.x + threadIdx.x] =
+            x < w ? src[(size_t)reflect101(y0 + k - r, h) * w + x] : 0.f;
+    }
+    __syncthreads();
+    int y = y0 + threadIdx.y;
+    if (x >= w || y >= h) return;
+    float s = 0.f;
+    for (int k = 0; k <= 2 * r; ++k) s += tile[(threadIdx.y + k) * blockDim.x + threadIdx.x];
+    dst[(size_t)y * w + x] = s / (float)(2 * r + 1);
+}
+
+// -- composite straight to yuv420p -----------------------------------------------------------
+
+// Over a solid colour (its Y, U, V code values): all three planes in one launch.
+__global__ void lfx_composite_colour(const uint8_t* fy, int fys, const uint8_t* fu,
+                                     const uint8_t* fv, int fcs, const uint8_t* ay, int ays,
+                                     const uint8_t* auv, int acs, uint8_t* oy, int oys,
+                                     uint8_t* ou, uint8_t* ov, int ocs, int w, int h, int cw,
+                                     int ch, uint8_t cy, uint8_t cu, uint8_t cv) {
+    int x = gx(), y = gy();
+    if (x < w && y < h) {
+        oy[(size_t)y * oys + x] = composite_px(fy[(size_t)y * fys + x], cy, ay[(size_t)y * ays + x]);
+    }
+    if (x < cw && y < ch) {
+        uint8_t a = auv[(size_t)y * acs + x];
+        ou[(size_t)y * ocs + x] = composite_px(fu[(size_t)y * fcs + x], cu, a);
+        ov[(size_t)y * ocs + x] = composite_px(fv[(size_t)y * fcs + x], cv, a);
+    }
+}
+
+// Over background planes (a replacement image prepared once, or the blurred frame): all three
+// planes in one launch. Background planes are packed (stride = width).
+__global__ void lfx_composite_planes(const uint8_t* fy, int fys, const uint8_t* fu,
+                                     const uint8_t* fv, int fcs, const uint8_t* by,
+                                     const uint8_t* bu, const uint8_t* bv, const uint8_t* ay,
+                                     int ays, const uint8_t* auv, int acs, uint8_t* oy, int oys,
+                                     uint8_t* ou, uint8_t* ov, int ocs, int w, int h, int cw,
+                                     int ch) {
+    int x = gx(), y = gy();
+    if (x < w && y < h) {
+        oy[(size_t)y * oys + x] =
+            composite_px(fy[(size_t)y * fys + x], by[(size_t)y * w + x], ay[(size_t)y * ays + x]);
+    }
+    if (x < cw && y < ch) {
+        uint8_t a = auv[(size_t)y * acs + x];
+        ou[(size_t)y * ocs + x] = composite_px(fu[(size_t)y * fcs + x], bu[(size_t)y * cw + x], a);
+        ov[(size_t)y * ocs + x] = composite_px(fv[(size_t)y * fcs + x], bv[(size_t)y * cw + x], a);
+    }
+}
+
+}  // extern "C"

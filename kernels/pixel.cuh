@@ -1,0 +1,183 @@
+// LiveFX pixel math: one definition for the CUDA kernels (nvcc) and the host tests (g++).
+//
+// Every function here is __host__ __device__ and works on one output pixel, so that the same
+// code runs in kernels/livefx.cu and, compiled by the host compiler, in kernels/host_api.cpp,
+// which the tests call through ctypes and compare with engine/ops/reference.py.
+//
+// Conventions are the reference's (see its module docstring): resampling halves exactly while
+// both sides are even and at least twice the target, then bilinear with half-pixel centres,
+// clamped at the border; colour is rgb01 = M (yuv - offset) with M and offset from
+// engine/ops/color.py, passed in by the caller (one definition of the matrices).
+#pragma once
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define LFX_HD __host__ __device__ __forceinline__
+#else
+#include <math.h>
+#define LFX_HD inline
+#endif
+
+namespace lfx {
+
+// rgb01 = m (yuv - off); yuv = inv rgb01 + off. Row-major 3×3.
+struct ColorMatrix {
+    float m[9];
+    float off[3];
+};
+
+LFX_HD float clamp01(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+
+// Round half to even (numpy's rint) and clamp to 0..255.
+LFX_HD uint8_t to_u8(float x) {
+    float r = rintf(x);
+    return (uint8_t)(r < 0.f ? 0.f : (r > 255.f ? 255.f : r));
+}
+
+// Bilinear tap for destination index i of a src → dst resample: the two source indices and
+// the weight of the second (half-pixel centres, clamped at the border).
+struct Tap {
+    int j0, j1;
+    float f;
+};
+
+LFX_HD Tap bilinear_tap(int i, int src, int dst) {
+    float x = ((float)i + 0.5f) * (float)src / (float)dst - 0.5f;
+    x = x < 0.f ? 0.f : (x > (float)(src - 1) ? (float)(src - 1) : x);
+    Tap t;
+    t.j0 = (int)floorf(x);
+    t.j1 = t.j0 + 1 < src ? t.j0 + 1 : src - 1;
+    t.f = x - (float)t.j0;
+    return t;
+}
+
+// How many exact 2×2 halvings come before the bilinear step (the reference's ``halvings``).
+LFX_HD int halvings(int w, int h, int tw, int th) {
+    int n = 0;
+    while (w % 2 == 0 && h % 2 == 0 && w >= 2 * tw && h >= 2 * th) {
+        w /= 2;
+        h /= 2;
+        ++n;
+    }
+    return n;
+}
+
+// Mean of the 2×2 block at (x, y) of the next level: one pyramid pixel.
+template <typename T>
+LFX_HD float halve_px(const T* p, int stride, int x, int y) {
+    const T* r0 = p + (size_t)(2 * y) * stride + 2 * x;
+    const T* r1 = r0 + stride;
+    return ((float)r0[0] + (float)r0[1] + (float)r1[0] + (float)r1[1]) * 0.25f;
+}
+
+// Bilinear sample of a plane (sw × sh, row stride ``stride``) for destination pixel (x, y) of a
+// dw × dh resample. The caller has already applied the exact halvings.
+template <typename T>
+LFX_HD float bilinear_px(const T* p, int stride, int sw, int sh, int x, int y, int dw, int dh) {
+    Tap tx = bilinear_tap(x, sw, dw);
+    Tap ty = bilinear_tap(y, sh, dh);
+    const T* r0 = p + (size_t)ty.j0 * stride;
+    const T* r1 = p + (size_t)ty.j1 * stride;
+    float top = (float)r0[tx.j0] * (1.f - tx.f) + (float)r0[tx.j1] * tx.f;
+    float bot = (float)r1[tx.j0] * (1.f - tx.f) + (float)r1[tx.j1] * tx.f;
+    return top * (1.f - ty.f) + bot * ty.f;
+}
+
+// 8-bit Y, U, V code values → R'G'B' in [0, 1] (clamped), as the reference's ``preprocess``.
+LFX_HD void yuv_to_rgb01(const ColorMatrix& c, float y, float u, float v, float rgb[3]) {
+    float a = y - c.off[0], b = u - c.off[1], d = v - c.off[2];
+    for (int i = 0; i < 3; ++i) {
+        rgb[i] = clamp01(c.m[3 * i] * a + c.m[3 * i + 1] * b + c.m[3 * i + 2] * d);
+    }
+}
+
+// R'G'B' in [0, 1] → the three code values (unrounded), with ``inv`` the inverse matrix.
+LFX_HD void rgb01_to_yuv(const ColorMatrix& inv, const float rgb[3], float yuv[3]) {
+    for (int i = 0; i < 3; ++i) {
+        yuv[i] = inv.m[3 * i] * rgb[0] + inv.m[3 * i + 1] * rgb[1] + inv.m[3 * i + 2] * rgb[2] +
+                 inv.off[i];
+    }
+}
+
+// Motion-adaptive temporal smoothing of one matte value (the reference's ``temporal_smooth``):
+// k = min(1, k_min + (1 - k_min)·4·|m - prev|), k_min = 1 - 0.85·smoothing.
+LFX_HD float temporal_smooth_px(float m, float prev, float smoothing) {
+    if (smoothing <= 0.f) return m;
+    float k_min = 1.f - 0.85f * smoothing;
+    float k = k_min + (1.f - k_min) * fabsf(m - prev) * 4.f;
+    k = k > 1.f ? 1.f : k;
+    return prev + k * (m - prev);
+}
+
+// The threshold/feather ramp (the reference's ``matte_curve``).
+LFX_HD float matte_curve_px(float m, float threshold, float feather) {
+    if (feather <= 0.f) return m >= threshold ? 1.f : 0.f;
+    return clamp01((m - threshold) / feather + 0.5f);
+}
+
+// out = a·fg + (1 - a)·bg, a = alpha/255 (the reference's ``composite``).
+LFX_HD uint8_t composite_px(uint8_t fg, uint8_t bg, uint8_t alpha) {
+    float a = (float)alpha * (1.f / 255.f);
+    return to_u8(a * (float)fg + (1.f - a) * (float)bg);
+}
+
+// The masked blur's ratio blur(x·w) / blur(w), keeping x where no background is near.
+LFX_HD float masked_ratio(float num, float den, float x) { return den > 1e-3f ? num / den : x; }
+
+// Reflect-101 index (OpenCV's default border, the reference's ``box_mean``): -1 → 1, n → n-2.
+LFX_HD int reflect101(int i, int n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+    return i;
+}
+
+}  // namespace lfx
+
+// -- one output element of each kernel: the kernels and the host loops both call these --------
+
+namespace lfx {
+
+// Model input pixel (x, y) of a dw × dh resample of the three planes (already halved), as
+// R'G'B' in [0, 1]: the reference's ``preprocess``.
+template <typename T>
+LFX_HD void preprocess_px(const T* y, int ys, int yw, int yh, const T* u, const T* v, int cs,
+                          int cw, int ch, const ColorMatrix& c, int x, int row, int dw, int dh,
+                          float rgb[3]) {
+    float Y = bilinear_px(y, ys, yw, yh, x, row, dw, dh);
+    float U = bilinear_px(u, cs, cw, ch, x, row, dw, dh);
+    float V = bilinear_px(v, cs, cw, ch, x, row, dw, dh);
+    yuv_to_rgb01(c, Y, U, V, rgb);
+}
+
+// One matte value after the guided filter: temporal smoothing against ``*prev`` (updated in
+// place; ``first``: no history yet) and the ramp. Returns the matte in [0, 1].
+LFX_HD float smooth_ramp_px(float m, float* prev, int first, float smoothing, float threshold,
+                            float feather) {
+    float s = first ? m : temporal_smooth_px(m, *prev, smoothing);
+    *prev = s;
+    return matte_curve_px(s, threshold, feather);
+}
+
+// The uint8 matte at (x, y) of a w × h plane from the mask-resolution matte (mw × mh, in [0, 1]):
+// the reference's ``refine`` upsampling. Mattes are upsampled, never halved.
+LFX_HD uint8_t upsample_matte_px(const float* matte, int mw, int mh, int x, int y, int w, int h) {
+    return to_u8(bilinear_px(matte, mw, mw, mh, x, y, w, h) * 255.f);
+}
+
+// Horizontal and vertical box means of radius r at (x, y), reflect-101 borders: the two passes
+// of the reference's ``box_mean``.
+LFX_HD float box_mean_h_px(const float* p, int stride, int w, int x, int y, int r) {
+    const float* row = p + (size_t)y * stride;
+    float s = 0.f;
+    for (int k = -r; k <= r; ++k) s += row[reflect101(x + k, w)];
+    return s / (float)(2 * r + 1);
+}
+
+LFX_HD float box_mean_v_px(const float* p, int stride, int h, int x, int y, int r) {
+    float s = 0.f;
+    for (int k = -r; k <= r; ++k) s += p[(size_t)reflect101(y + k, h) * stride + x];
+    return s / (float)(2 * r + 1);
+}
+
+}  // namespace lfx
