@@ -67,6 +67,27 @@ void lfx_box_mean(const float* src, float* tmp, float* dst, int w, int h, int r)
         for (int x = 0; x < w; ++x) dst[(size_t)y * w + x] = box_mean_v_px(tmp, w, h, x, y, r);
 }
 
+// The guided filter with a guide in [0, 1]: six box means around guided_ab_px/guided_out_px,
+// in the order of the kernels (products, four means, fit, two means, output).
+void lfx_guided_filter(const float* guide, const float* mask, float* out, float* work, int w,
+                       int h, int r, float eps) {
+    size_t n = (size_t)w * h;
+    float *ii = work, *ip = work + n, *mi = work + 2 * n, *mp = work + 3 * n, *mii = work + 4 * n,
+          *mip = work + 5 * n, *tmp = work + 6 * n;
+    for (size_t k = 0; k < n; ++k) {
+        ii[k] = guide[k] * guide[k];
+        ip[k] = guide[k] * mask[k];
+    }
+    lfx_box_mean(guide, tmp, mi, w, h, r);
+    lfx_box_mean(mask, tmp, mp, w, h, r);
+    lfx_box_mean(ii, tmp, mii, w, h, r);
+    lfx_box_mean(ip, tmp, mip, w, h, r);
+    for (size_t k = 0; k < n; ++k) guided_ab_px(mi[k], mp[k], mii[k], mip[k], eps, ii + k, ip + k);
+    lfx_box_mean(ii, tmp, mi, w, h, r);
+    lfx_box_mean(ip, tmp, mp, w, h, r);
+    for (size_t k = 0; k < n; ++k) out[k] = guided_out_px(mi[k], mp[k], guide[k]);
+}
+
 void lfx_masked_ratio(const float* num, const float* den, const float* x, float* out, int n) {
     for (int i = 0; i < n; ++i) out[i] = masked_ratio(num[i], den[i], x[i]);
 }

@@ -94,6 +94,32 @@ __global__ void lfx_upsample_mattes(const float* matte, int mw, int mh, uint8_t*
     if (x < cw && y < ch) auv[(size_t)y * cs + x] = upsample_matte_px(matte, mw, mh, x, y, cw, ch);
 }
 
+// The guided filter around lfx_box_h/lfx_box_v: the guide (uint8 luma at the mask's size,
+// scaled to [0, 1]) and the two products; after the four box means, the fit; after the box
+// means of a and b, the output (in place of the mask).
+__global__ void lfx_guided_products(const uint8_t* luma, int ls, const float* mask, float* gi,
+                                    float* gii, float* gip, int w, int h) {
+    int x = gx(), y = gy();
+    if (x >= w || y >= h) return;
+    size_t k = (size_t)y * w + x;
+    float g = (float)luma[(size_t)y * ls + x] * (1.f / 255.f);
+    gi[k] = g;
+    gii[k] = g * g;
+    gip[k] = g * mask[k];
+}
+
+__global__ void lfx_guided_ab(const float* mi, const float* mp, const float* mii, const float* mip,
+                              float* a, float* b, int n, float eps) {
+    int k = gx();
+    if (k < n) guided_ab_px(mi[k], mp[k], mii[k], mip[k], eps, a + k, b + k);
+}
+
+__global__ void lfx_guided_out(const float* ma, const float* mb, const float* gi, float* out,
+                               int n) {
+    int k = gx();
+    if (k < n) out[k] = guided_out_px(ma[k], mb[k], gi[k]);
+}
+
 // -- background ------------------------------------------------------------------------------
 
 // x·w at one pyramid level (w = 1 - matte, uint8 matte at that size): the masked blur's

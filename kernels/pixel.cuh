@@ -174,6 +174,20 @@ LFX_HD float box_mean_h_px(const float* p, int stride, int w, int x, int y, int 
     return s / (float)(2 * r + 1);
 }
 
+// The guided filter (the reference's ``guided_filter``, He et al.) around its box means: the
+// per-window linear fit (a, b) of the mask to the guide, and the output from their means.
+LFX_HD void guided_ab_px(float mean_i, float mean_p, float mean_ii, float mean_ip, float eps,
+                         float* a, float* b) {
+    float var_i = mean_ii - mean_i * mean_i;
+    float cov_ip = mean_ip - mean_i * mean_p;
+    *a = cov_ip / (var_i + eps);
+    *b = mean_p - *a * mean_i;
+}
+
+LFX_HD float guided_out_px(float mean_a, float mean_b, float guide) {
+    return mean_a * guide + mean_b;
+}
+
 LFX_HD float box_mean_v_px(const float* p, int stride, int h, int x, int y, int r) {
     float s = 0.f;
     for (int k = -r; k <= r; ++k) s += p[(size_t)reflect101(y + k, h) * stride + x];

@@ -44,6 +44,7 @@ def lib() -> ctypes.CDLL:
         "lfx_composite": [U8, U8, U8, U8, INT],
         "lfx_box_mean": [F32, F32, F32, INT, INT, INT],
         "lfx_masked_ratio": [F32, F32, F32, F32, INT],
+        "lfx_guided_filter": [F32, F32, F32, F32, INT, INT, INT, FLT],
         "lfx_rgb01_to_yuv": [F32, F32, F32, F32, INT],
     }
     for name, args in sig.items():
@@ -191,6 +192,23 @@ def test_box_mean_and_masked_blur(lib: ctypes.CDLL) -> None:
     lib.lfx_masked_ratio(num, den, photo, got, photo.size)
     want = reference.masked_blur(photo, weight, 4)
     assert float(np.abs(got - want).max()) < 0.05  # 8-bit values, float32 sums
+
+
+def test_guided_filter_on_a_real_frame(lib: ctypes.CDLL) -> None:
+    frame = composited_clip(1280, 720, 1, motion="sway", noise=2.0).frames[0]
+    # The guide: the luma at the mask's size, as the refine stage takes it.
+    luma = np.clip(np.rint(reference.resize(frame.y, 256, 144)), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(7)
+    mask = np.clip(
+        reference.resize(frame.y, 256, 144) / 255.0 + rng.normal(0, 0.1, (144, 256)), 0, 1
+    )
+    g32 = (luma.astype(np.float32) / 255.0).copy()
+    m32 = mask.astype(np.float32)
+    for r, eps in [(1, 1e-4), (4, 1e-3)]:
+        out, work = np.empty_like(m32), np.empty((7, 144, 256), np.float32)
+        lib.lfx_guided_filter(g32, m32, out, work, 256, 144, r, eps)
+        want = reference.guided_filter(luma / 255.0, m32, r, eps)
+        assert float(np.abs(out - want).max()) < 1e-4  # float32 variances of nearby values
 
 
 def test_rgb_to_yuv_matches_the_colour_module(lib: ctypes.CDLL) -> None:
