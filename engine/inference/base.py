@@ -37,4 +37,11 @@ def create_backend(
         from engine.inference.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model, input_shape=input_shape, threads=threads)
-    raise BackendError(f"unknown inference backend {kind!r}; available: onnxruntime")
+    if kind == "tensorrt":
+        if input_shape is None:
+            raise BackendError("the tensorrt backend needs the input shape")
+        # Raises BackendError, one line, where TensorRT, cuda-python or a GPU is missing.
+        from engine.inference.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(model, input_shape=input_shape)
+    raise BackendError(f"unknown inference backend {kind!r}; available: onnxruntime, tensorrt")
