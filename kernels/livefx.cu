@@ -52,29 +52,17 @@ __global__ void lfx_halve_f32(const float* src, int stride, float* dst, int dw, 
 
 // -- preprocess: yuv420p (or its halvings) → NCHW RGB in [0, 1], fp32 or fp16 -----------------
 
-__global__ void lfx_preprocess_u8_f32(const uint8_t* y, int ys, int yw, int yh, const uint8_t* u,
-                                      const uint8_t* v, int cs, int cw, int ch, ColorMatrix c,
-                                      float* out, int dw, int dh) {
-    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
-}
-
-__global__ void lfx_preprocess_f32_f32(const float* y, int ys, int yw, int yh, const float* u,
-                                       const float* v, int cs, int cw, int ch, ColorMatrix c,
-                                       float* out, int dw, int dh) {
-    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
-}
-
-__global__ void lfx_preprocess_u8_f16(const uint8_t* y, int ys, int yw, int yh, const uint8_t* u,
-                                      const uint8_t* v, int cs, int cw, int ch, ColorMatrix c,
-                                      __half* out, int dw, int dh) {
-    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
-}
-
-__global__ void lfx_preprocess_f32_f16(const float* y, int ys, int yw, int yh, const float* u,
-                                       const float* v, int cs, int cw, int ch, ColorMatrix c,
-                                       __half* out, int dw, int dh) {
-    preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);
-}
+// One extern "C" entry point per (plane type, output type): lfx_preprocess_<in>_<out>.
+#define LFX_PREPROCESS(NAME, T, O)                                                              \
+    __global__ void NAME(const T* y, int ys, int yw, int yh, const T* u, const T* v, int cs,     \
+                         int cw, int ch, ColorMatrix c, O* out, int dw, int dh) {                \
+        preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);                            \
+    }
+LFX_PREPROCESS(lfx_preprocess_u8_f32, uint8_t, float)
+LFX_PREPROCESS(lfx_preprocess_f32_f32, float, float)
+LFX_PREPROCESS(lfx_preprocess_u8_f16, uint8_t, __half)
+LFX_PREPROCESS(lfx_preprocess_f32_f16, float, __half)
+#undef LFX_PREPROCESS
 
 // -- refine ----------------------------------------------------------------------------------
 
