@@ -50,8 +50,8 @@ class BlurEffect(Effect):
 
     name = "blur"
 
-    def __init__(self, config: EffectConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: EffectConfig, threads: int = 1) -> None:
+        super().__init__(config, threads)
         self._blur = cpu.BackgroundBlur()
 
     def render(self, s: FrameState) -> FrameBuffer:
@@ -101,8 +101,8 @@ class ReplaceEffect(Effect):
 
     name = "replace"
 
-    def __init__(self, config: EffectConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: EffectConfig, threads: int = 1) -> None:
+        super().__init__(config, threads)
         from engine import media
 
         path = Path(config.background) if config.background else DEFAULT_BACKGROUND

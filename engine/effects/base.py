@@ -22,8 +22,9 @@ class Effect:
     needs_matte: ClassVar[bool] = True
     composites: ClassVar[bool] = True
 
-    def __init__(self, config: EffectConfig) -> None:
+    def __init__(self, config: EffectConfig, threads: int = 1) -> None:
         self.config = config
+        self.threads = threads  # inference threads, for an effect that runs a model of its own
 
     def configure(self, frame: FrameBuffer) -> None:
         """Called when the frame size or colour conventions change, before ``render``."""
@@ -52,9 +53,7 @@ def create_effect(config: EffectConfig, threads: int = 1) -> Effect:
         raise ConfigError(
             f"effect: {config.name!r} is not one of {', '.join(sorted(EFFECTS))}"
         ) from None
-    if config.name == "gan":
-        return cls(config, threads)  # type: ignore[call-arg]
-    return cls(config)
+    return cls(config, threads)
 
 
 _loaded: list[Callable[[], None]] = []

@@ -61,7 +61,7 @@ class GanEffect(Effect):
     composites = False
 
     def __init__(self, config: EffectConfig, threads: int = 1) -> None:
-        super().__init__(config)
+        super().__init__(config, threads)
         self.model, self.label = load_generator(config.model)
         self.fixed_size = check_generator(self.model, self.label, threads)
         if self.fixed_size:
@@ -69,7 +69,6 @@ class GanEffect(Effect):
                 "model %s takes %d×%d frames only: resized to it", self.label, *self.fixed_size
             )
         self.needs_matte = config.region == "person"  # type: ignore[misc]
-        self.threads = threads
         self._backends: dict[tuple[int, int], InferenceBackend] = {}
         self._pre: dict[tuple[int, int], cpu.Preprocessor] = {}
         self._to_yuv = cpu.RgbToYuv420p()
