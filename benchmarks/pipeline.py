@@ -46,9 +46,9 @@ WORKER = Path(__file__).resolve().parent / "usual_way_worker.py"
 def bench_livefx(
     frames: list[FrameBuffer], effect: str, threads: int, repeats: int, warmup: int
 ) -> dict[str, dict[str, float]]:
-    name, _, model = effect.partition(":")  # gan:cartoon → the gan effect with that model
-    spec = EffectConfig(name=name, model=model) if model else EffectConfig(name=name)
-    config = PipelineConfig(effect=spec, inference=InferenceConfig(threads=threads))
+    config = PipelineConfig(
+        effect=EffectConfig(name=effect), inference=InferenceConfig(threads=threads)
+    )
     p = Pipeline(config)
     for i in range(warmup):
         p.process(frames[i % len(frames)])
