@@ -67,13 +67,18 @@ def load_model(name: str) -> bytes:
         data = spec.path.read_bytes()
     except OSError as exc:
         raise ModelError(f"model {name!r}: cannot read {spec.path}: {exc.strerror}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.sha256:
-        raise ModelError(
-            f"model {name!r}: {spec.path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}… "
-            "(damaged or replaced; run `make models` to rebuild it)"
-        )
+    check_sha256(data, name, spec.path, spec.sha256, "run `make models` to rebuild it")
     return data
+
+
+def check_sha256(data: bytes, name: str, path: Path, expected: str, remedy: str) -> None:
+    """Refuse a shipped model file whose bytes are not the ones recorded."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ModelError(
+            f"model {name!r}: {path} has sha256 {digest[:12]}…, expected {expected[:12]}… "
+            f"(damaged or replaced; {remedy})"
+        )
 
 
 def segmenter(name: str) -> ModelSpec:
@@ -138,10 +143,5 @@ def load_generator(name_or_path: str) -> tuple[bytes, str]:
         raise ModelError(f"model {name_or_path!r}: cannot read {path}: {exc.strerror}") from None
     if spec is None:
         return blob, path.name
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != spec.sha256:
-        raise ModelError(
-            f"model {spec.name!r}: {path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}… "
-            "(damaged or replaced; `make train` makes it again)"
-        )
+    check_sha256(blob, spec.name, path, spec.sha256, "`make train` makes it again")
     return blob, spec.name
