@@ -200,18 +200,14 @@ def evaluate(task: str, g: Generator) -> dict[str, Any]:
     for name, photo in data.held_out_photos().items():
         if task == "enhance":
             bad = data.degrade(photo, data.EVAL_DEGRADATION, rng)
-            out = run_generator(g, bad)
+            candidates = {
+                "degraded (bicubic)": bad,
+                "unsharp": unsharp(bad),
+                "enhance": run_generator(g, bad),
+            }
             rows[name] = {
-                "psnr": {
-                    "degraded (bicubic)": metrics.psnr(bad, photo),
-                    "unsharp": metrics.psnr(unsharp(bad), photo),
-                    "enhance": metrics.psnr(out, photo),
-                },
-                "ssim": {
-                    "degraded (bicubic)": metrics.ssim(bad, photo),
-                    "unsharp": metrics.ssim(unsharp(bad), photo),
-                    "enhance": metrics.ssim(out, photo),
-                },
+                metric: {k: fn(img, photo) for k, img in candidates.items()}
+                for metric, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim))
             }
         else:
             target = data.cartoon_target(photo)
