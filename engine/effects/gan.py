@@ -13,6 +13,7 @@ from engine.effects.base import Effect, register
 from engine.errors import ModelError
 from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
+from engine.inference.onnxruntime import DynamicShapeError
 from engine.models.registry import load_generator
 from engine.ops import cpu
 
@@ -33,9 +34,7 @@ def check_generator(model: bytes, label: str, threads: int = 1) -> tuple[int, in
     try:
         try:  # a fixed-size model loads at its own size
             backend = create_backend("onnxruntime", model, input_shape=None, threads=threads)
-        except ModelError as exc:
-            if "is dynamic" not in str(exc):
-                raise
+        except DynamicShapeError:
             backend = create_backend(
                 "onnxruntime", model, input_shape=(1, 3, 64, 64), threads=threads
             )

@@ -12,6 +12,10 @@ from engine.errors import ModelError
 log = logging.getLogger(__name__)
 
 
+class DynamicShapeError(ModelError):
+    """The model takes any size in some dimension, and no input shape was given."""
+
+
 def _resolve(
     shape: list[int | str | None], given: tuple[int, ...] | None, what: str
 ) -> tuple[int, ...]:
@@ -23,7 +27,9 @@ def _resolve(
                 raise ModelError(f"{what}: the model fixes shape {shape}, asked for {given}")
         return tuple(int(d) for d in given)
     if any(not (isinstance(d, int) and d > 0) for d in shape[1:]):
-        raise ModelError(f"{what}: the model's input shape {shape} is dynamic; give the size")
+        raise DynamicShapeError(
+            f"{what}: the model's input shape {shape} is dynamic; give the size"
+        )
     return (1, *(int(d) for d in shape[1:]))  # type: ignore[arg-type]
 
 
