@@ -10,7 +10,13 @@
 // engine/ops/color.py, passed in by the caller (one definition of the matrices).
 #pragma once
 
+#if defined(__CUDACC_RTC__)
+// NVRTC (run-time compilation, where no prebuilt binary fits the device) has no C library
+// headers; the one type these files take from them.
+typedef unsigned char uint8_t;
+#else
 #include <stdint.h>
+#endif
 
 #ifdef __CUDACC__
 #define LFX_HD __host__ __device__ __forceinline__
@@ -140,8 +146,8 @@ namespace lfx {
 
 // Model input pixel (x, y) of a dw × dh resample of the three planes (already halved), as
 // R'G'B' in [0, 1]: the reference's ``preprocess``.
-template <typename T>
-LFX_HD void preprocess_px(const T* y, int ys, int yw, int yh, const T* u, const T* v, int cs,
+template <typename TY, typename TC>
+LFX_HD void preprocess_px(const TY* y, int ys, int yw, int yh, const TC* u, const TC* v, int cs,
                           int cw, int ch, const ColorMatrix& c, int x, int row, int dw, int dh,
                           float rgb[3]) {
     float Y = bilinear_px(y, ys, yw, yh, x, row, dw, dh);
