@@ -1,0 +1,1008 @@
+"""The GPU path: LiveFX's own kernels (``kernels/livefx.cu``) on cuda-python's driver API.
+
+One ``FrameChain`` per session and resolution holds every device buffer and two pinned host
+buffers, allocated once; a frame goes to the GPU in one host-to-device copy of its packed
+yuv420p planes and comes back in one device-to-host copy of the output planes. Between the
+copies every stage is one of our kernels, launched on the session's stream:
+
+    pre  (one CUDA graph): upload → halvings (pyramid levels of Y, U, V as far as the model and
+         the blur need) → fused preprocess (planes → NCHW RGB in [0, 1], fp32 or fp16) → the
+         luma guide at the mask's size [→ model input back to the host, when the model runs on
+         ONNX Runtime]
+    model: TensorRT on the same stream, or ONNX Runtime on the CPU
+    post (one CUDA graph per setting): [mask to the device] → guided filter (four box means in
+         one launch, two in another) → temporal smoothing + ramp (fused) → both uint8 mattes
+         (one launch) → background (the blur: the share of background at the blur's pyramid
+         level, x·share, both box passes over all planes of a size in one launch each, the
+         ratio, the upsampling; or a still image uploaded once; or a colour) → composite of
+         Y, U and V in one launch → download
+
+Each stage follows ``engine.ops.reference`` (the tests hold it to it); the matte and blur
+algorithm is the cpu backend's (``engine.ops.cpu``), with float pyramid levels where the cpu
+rounds each level to uint8.
+
+This module imports cuda-python: import it only where the GPU path is chosen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BackendError
+from engine.frame import FrameBuffer, chroma_size
+from engine.inference import cuda_driver as cd
+from engine.ops import reference
+from engine.ops.color import yuv_to_rgb
+
+cu = cd.cu
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+KERNEL_SOURCES = ROOT / "kernels"
+FATBIN = ROOT / "build" / "kernels" / "livefx.fatbin"
+
+P = ctypes.c_void_p
+BLOCK_2D = (32, 8, 1)
+BLOCK_1D = 256
+BOX_H_BLOCK = 128
+BOX_V_BLOCK = (32, 8, 1)
+SMEM_DEFAULT_LIMIT = 48 * 1024
+
+
+class ColorMatrix(ctypes.Structure):
+    """``lfx::ColorMatrix``: rgb01 = m (yuv - off), passed to the preprocess kernels by value."""
+
+    _fields_ = [("m", ctypes.c_float * 9), ("off", ctypes.c_float * 3)]
+
+
+def color_matrix(colorspace: str, full_range: bool) -> ColorMatrix:
+    mat, off = yuv_to_rgb(colorspace, full_range)
+    m = np.asarray(mat, np.float64).ravel()
+    return ColorMatrix((ctypes.c_float * 9)(*m), (ctypes.c_float * 3)(*np.asarray(off)))
+
+
+# -- the module: prebuilt fatbin, or NVRTC at start-up ---------------------------------------
+
+
+def _include_dirs() -> list[str]:
+    """Folders that hold cuda_fp16.h for NVRTC: the toolkit's, or the pip wheels'."""
+    found: list[Path] = []
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            found.append(Path(os.environ[env]) / "include")
+    found.append(Path("/usr/local/cuda/include"))
+    for entry in sys.path:
+        base = Path(entry) / "nvidia"
+        if base.is_dir():
+            found.extend(sorted(base.glob("*/include")))
+    return [str(d) for d in found if (d / "cuda_fp16.h").exists()]
+
+
+def compile_nvrtc(compute_capability: tuple[int, int]) -> bytes:
+    """kernels/livefx.cu compiled by NVRTC into a cubin for this device (no nvcc needed)."""
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError as exc:
+        raise BackendError(f"NVRTC is not available (cuda-python's nvrtc): {exc}") from exc
+
+    def check(result: Any, call: str) -> Any:
+        status, *values = result
+        if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise BackendError(f"{call} failed: {status}")
+        return values[0] if len(values) == 1 else None
+
+    src = (KERNEL_SOURCES / "livefx.cu").read_bytes()
+    header = (KERNEL_SOURCES / "pixel.cuh").read_bytes()
+    try:
+        prog = check(
+            nvrtc.nvrtcCreateProgram(src, b"livefx.cu", 1, [header], [b"pixel.cuh"]),
+            "nvrtcCreateProgram",
+        )
+    except RuntimeError as exc:  # cuda-python's own: libnvrtc is not on this machine
+        raise BackendError(f"NVRTC is not available: {str(exc).splitlines()[0]}") from exc
+    major, minor = compute_capability
+    opts = [b"--std=c++17", f"--gpu-architecture=sm_{major}{minor}".encode()]
+    opts += [b"-I" + d.encode() for d in _include_dirs()]
+    try:
+        (status,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            size = check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+            text = b" " * size
+            check(nvrtc.nvrtcGetProgramLog(prog, text), "nvrtcGetProgramLog")
+            lines = text.decode(errors="replace").strip().splitlines()
+            first = next((ln for ln in lines if "error" in ln), lines[0] if lines else str(status))
+            raise BackendError(
+                f"NVRTC cannot compile kernels/livefx.cu for sm_{major}{minor}: {first}"
+            )
+        size = check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        check(nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+    return cubin
+
+
+class Module:
+    """The kernels loaded on ``device``: the prebuilt fatbin (``make kernels``) where it has code
+    for the device (SASS, or PTX the driver compiles), else NVRTC at start-up.
+
+    ``nvrtc=True`` skips the fatbin (the tests use it to check the fallback)."""
+
+    def __init__(self, device: cd.Device, *, fatbin: Path = FATBIN, nvrtc: bool = False) -> None:
+        self.device = device
+        device.make_current()
+        self.handle: Any = None
+        self.source = ""
+        cc = "sm_{}{}".format(*device.compute_capability)
+        if not nvrtc:
+            if fatbin.exists():
+                self._image = fatbin.read_bytes()
+                status, handle = cu.cuModuleLoadData(self._image)
+                if status == cu.CUresult.CUDA_SUCCESS:
+                    self.handle, self.source = handle, f"prebuilt {fatbin.name}"
+                else:
+                    log.info("kernels: %s has no code for %s (%s); NVRTC", fatbin.name, cc, status)
+            else:
+                log.info("kernels: %s is not built (make kernels); compiling with NVRTC", fatbin)
+        if self.handle is None:
+            self._image = compile_nvrtc(device.compute_capability)
+            self.handle = cd.check(cu.cuModuleLoadData(self._image), "cuModuleLoadData (NVRTC)")
+            self.source = f"NVRTC ({cc})"
+        self._functions: dict[str, Any] = {}
+        self._smem: dict[str, int] = {}
+
+    def function(self, name: str) -> Any:
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = self._functions[name] = cd.check(
+                cu.cuModuleGetFunction(self.handle, name.encode()), f"cuModuleGetFunction {name}"
+            )
+        return fn
+
+    def launch(
+        self,
+        name: str,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        stream: Any,
+        *args: Any,
+        smem: int = 0,
+    ) -> None:
+        """Launch ``name`` with ``args``: c_void_p for pointers, int → int, float → float,
+        ctypes values as they are. The arguments are copied at the launch (and at capture)."""
+        fn = self.function(name)
+        if smem > SMEM_DEFAULT_LIMIT and self._smem.get(name, SMEM_DEFAULT_LIMIT) < smem:
+            attr = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+            cd.check(cu.cuFuncSetAttribute(fn, attr, smem), f"cuFuncSetAttribute {name}")
+            self._smem[name] = smem
+        holders = [_arg(a) for a in args]
+        ptrs = (ctypes.c_void_p * len(holders))(*[ctypes.addressof(h) for h in holders])
+        cd.check(
+            cu.cuLaunchKernel(fn, *grid, *block, smem, stream, ctypes.addressof(ptrs), 0),
+            f"cuLaunchKernel {name}",
+        )
+
+
+def _arg(value: Any) -> Any:
+    if isinstance(value, (ctypes._SimpleCData, ctypes.Structure)):
+        return value
+    if isinstance(value, (bool, int, np.integer)):
+        return ctypes.c_int(int(value))
+    if isinstance(value, (float, np.floating)):
+        return ctypes.c_float(float(value))
+    raise TypeError(f"kernel argument of type {type(value).__name__}")
+
+
+def grid2(w: int, h: int, z: int = 1) -> tuple[int, int, int]:
+    return ((w + BLOCK_2D[0] - 1) // BLOCK_2D[0], (h + BLOCK_2D[1] - 1) // BLOCK_2D[1], z)
+
+
+def grid1(n: int) -> tuple[int, int, int]:
+    return ((n + BLOCK_1D - 1) // BLOCK_1D, 1, 1)
+
+
+class Gpu:
+    """The device and its kernels, shared by every session of the process."""
+
+    _shared: Gpu | None = None
+
+    def __init__(self, ordinal: int = 0, *, nvrtc: bool = False) -> None:
+        self.device = cd.Device(ordinal)
+        self.module = Module(self.device, nvrtc=nvrtc)
+
+    @classmethod
+    def shared(cls) -> Gpu:
+        if cls._shared is None:
+            cls._shared = cls()
+            log.info("GPU: %s, kernels %s", cls._shared.device.name, cls._shared.module.source)
+        return cls._shared
+
+
+# -- buffers ---------------------------------------------------------------------------------
+
+
+class Buffers:
+    """Device buffers of one chain, freed together."""
+
+    def __init__(self) -> None:
+        self._all: list[cd.DeviceBuffer] = []
+
+    def alloc(self, nbytes: int) -> int:
+        buf = cd.DeviceBuffer(nbytes)
+        self._all.append(buf)
+        return buf.ptr
+
+    def close(self) -> None:
+        for b in self._all:
+            b.close()
+        self._all.clear()
+
+
+@dataclass
+class PlaneLevels:
+    """One plane of the frame and its float halvings on the device (level 0 is the uint8 plane
+    inside the uploaded frame)."""
+
+    ptr: int  # level 0, uint8
+    width: int
+    height: int
+    levels: list[tuple[int, int, int]]  # (ptr, width, height) of levels 1, 2, … (float32)
+
+    def level(self, k: int) -> tuple[int, int, int, int, str]:
+        """(ptr, stride in elements, width, height, type) of level k."""
+        if k == 0:
+            return self.ptr, self.width, self.width, self.height, "u8"
+        ptr, w, h = self.levels[k - 1]
+        return ptr, w, w, h, "f32"
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """What a captured post-model graph bakes in; a new value captures a new graph."""
+
+    guided: bool
+    radius: int
+    eps: float
+    smoothing: float
+    threshold: float
+    feather: float
+    background: str  # blur | image | colour | frame (the frame itself: no blur)
+    blur_strength: float = 0.0
+    blur_bias: int = 0
+    colour: tuple[int, int, int] = (0, 128, 128)  # Y, U, V code values
+
+
+@dataclass
+class Op:
+    """One launch (or copy) of a frame's sequence: its name and the bytes it must move at the
+    least (each input read once, each output written once)."""
+
+    name: str
+    nbytes: int
+    run: Callable[[], None]
+
+
+class FrameChain:
+    """Every buffer and launch of one session at one resolution.
+
+    ``model_io`` gives the model's device input and output buffers (TensorRT's); without it the
+    chain makes its own and copies the model input to ``model_input`` (pinned, host) and the
+    mask from ``mask`` (pinned, host) around an ONNX Runtime run on the CPU.
+    """
+
+    MAX_GRAPHS = 8
+
+    def __init__(
+        self,
+        gpu: Gpu,
+        stream: cd.Stream,
+        width: int,
+        height: int,
+        *,
+        colorspace: str,
+        full_range: bool,
+        mask_size: tuple[int, int],
+        model_dtype: str = "f32",
+        model_io: tuple[int, int] | None = None,
+    ) -> None:
+        if model_dtype not in ("f32", "f16"):
+            raise BackendError(f"model input type {model_dtype!r} is not f32 or f16")
+        self.gpu, self.module, self.stream = gpu, gpu.module, stream
+        gpu.device.make_current()
+        self.width, self.height = width, height
+        self.colorspace, self.full_range = colorspace, full_range
+        cw, ch = self.chroma = chroma_size(width, height)
+        self.mask_w, self.mask_h = mask_size
+        self.model_dtype = model_dtype
+        self._cm = color_matrix(colorspace, full_range)
+        self._bufs = Buffers()
+        self._graphs: dict[Any, Any] = {}
+        self._pre: Any = None
+        self._first = True
+        self._first_set: bool | None = None
+        self.has_mask = False  # the model's output buffer holds a mask (set by the caller)
+        self._still: int | None = None
+        self._closed = False
+
+        n_y, n_c = width * height, cw * ch
+        self.frame_bytes = n_y + 2 * n_c
+        self.host_in = cd.PinnedArray((self.frame_bytes,), np.uint8)
+        self.host_out = cd.PinnedArray((self.frame_bytes,), np.uint8)
+        self.d_in = self._bufs.alloc(self.frame_bytes)
+        self.d_out = self._bufs.alloc(self.frame_bytes)
+        self.in_frame = self._frame_view(self.host_in.array)
+        self.out_frame = self._frame_view(self.host_out.array)
+
+        # Pyramid levels: as many as the model's resample and the deepest blur need.
+        self.planes = [
+            self._plane(self.d_in, width, height),
+            self._plane(self.d_in + n_y, cw, ch),
+            self._plane(self.d_in + n_y + n_c, cw, ch),
+        ]
+        mw, mh = self.mask_w, self.mask_h
+        self.k_model = [reference.halvings(p.width, p.height, mw, mh) for p in self.planes]
+
+        # The model's input and output.
+        m_elems = 3 * mw * mh
+        self.model_nbytes = m_elems * (4 if model_dtype == "f32" else 2)
+        self.ort = model_io is None
+        if model_io is None:
+            self.d_model_in = self._bufs.alloc(self.model_nbytes)
+            self.d_mask = self._bufs.alloc(mw * mh * 4)
+            dt = np.float32 if model_dtype == "f32" else np.float16
+            self.model_input = cd.PinnedArray((1, 3, mh, mw), dt)
+            self.mask = cd.PinnedArray((mh, mw), np.float32)
+        else:
+            self.d_model_in, self.d_mask = model_io
+
+        # Refine.
+        n_m = mw * mh
+        self.d_luma = self._bufs.alloc(n_m)
+        self.d_stack4 = self._bufs.alloc(4 * n_m * 4)  # guide, mask, guide², guide·mask
+        self.d_tmp4 = self._bufs.alloc(4 * n_m * 4)
+        self.d_means4 = self._bufs.alloc(4 * n_m * 4)
+        self.d_ab = self._bufs.alloc(2 * n_m * 4)
+        self.d_mab = self._bufs.alloc(2 * n_m * 4)
+        self.d_filtered = self._bufs.alloc(n_m * 4)
+        self.d_prev = self._bufs.alloc(n_m * 4)
+        self.d_matte = self._bufs.alloc(n_m * 4)
+        self.d_first = self._bufs.alloc(4)
+        self.d_alpha_y = self._bufs.alloc(n_y)
+        self.d_alpha_uv = self._bufs.alloc(n_c)
+        # Background planes (packed like the frame): the blur's output or a still image.
+        self.d_bg = self._bufs.alloc(self.frame_bytes)
+        self._scratch: dict[Any, int] = {}
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def _frame_view(self, flat: np.ndarray) -> FrameBuffer:
+        w, h = self.width, self.height
+        cw, ch = self.chroma
+        n_y, n_c = w * h, cw * ch
+        return FrameBuffer(
+            flat[:n_y].reshape(h, w),
+            flat[n_y : n_y + n_c].reshape(ch, cw),
+            flat[n_y + n_c :].reshape(ch, cw),
+            colorspace=self.colorspace,
+            full_range=self.full_range,
+        )
+
+    def _plane(self, ptr: int, w: int, h: int) -> PlaneLevels:
+        return PlaneLevels(ptr, w, h, [])
+
+    def _ensure_levels(self, plane: PlaneLevels, k: int) -> None:
+        while len(plane.levels) < k:
+            _, _, w, h, _ = plane.level(len(plane.levels))
+            plane.levels.append((self._bufs.alloc((w // 2) * (h // 2) * 4), w // 2, h // 2))
+
+    def scratch(self, key: Any, nbytes: int) -> int:
+        """A device buffer made once per key (per size and use)."""
+        ptr = self._scratch.get(key)
+        if ptr is None:
+            ptr = self._scratch[key] = self._bufs.alloc(nbytes)
+        return ptr
+
+    def plane_offsets(self) -> tuple[int, int, int]:
+        n_y, n_c = self.width * self.height, self.chroma[0] * self.chroma[1]
+        return 0, n_y, n_y + n_c
+
+    # -- the frame's sequence ------------------------------------------------------------------
+
+    def _launch(self, name: str, grid: Any, block: Any, *args: Any, smem: int = 0) -> None:
+        self.module.launch(name, grid, block, self.stream.handle, *args, smem=smem)
+
+    def _copy_h2d(self, dst: int, src: int, nbytes: int) -> None:
+        cd.check(cu.cuMemcpyHtoDAsync(dst, src, nbytes, self.stream.handle), "cuMemcpyHtoDAsync")
+
+    def _copy_d2h(self, dst: int, src: int, nbytes: int) -> None:
+        cd.check(cu.cuMemcpyDtoHAsync(dst, src, nbytes, self.stream.handle), "cuMemcpyDtoHAsync")
+
+    def _halve_ops(self, plane: PlaneLevels, k: int, tag: str) -> list[Op]:
+        self._ensure_levels(plane, k)
+        ops = []
+        for level in range(1, k + 1):
+            sp, ss, sw, sh, st = plane.level(level - 1)
+            dp, _, dw, dh, _ = plane.level(level)
+            name = f"lfx_halve_{st}"
+
+            def run(
+                name: str = name,
+                sp: int = sp,
+                ss: int = ss,
+                dp: int = dp,
+                dw: int = dw,
+                dh: int = dh,
+            ) -> None:
+                self._launch(name, grid2(dw, dh), BLOCK_2D, P(sp), ss, P(dp), dw, dh)
+
+            nbytes = sw * sh * (1 if st == "u8" else 4) + dw * dh * 4
+            ops.append(Op(f"halve {tag} → {dw}×{dh}", nbytes, run))
+        return ops
+
+    def blur_plans(self, settings: ChainSettings) -> list[tuple[int, int]]:
+        """(pyramid level, box radius) per plane: the cpu backend's ``blur_plan``."""
+        from engine.effects.background import blur_plan
+
+        plans = []
+        for p in self.planes:
+            levels = len(reference.pyramid_sizes(p.width, p.height, 5))
+            plans.append(
+                blur_plan(settings.blur_strength, p.width, p.height, levels, settings.blur_bias)
+            )
+        return plans
+
+    def pre_ops(self) -> list[Op]:
+        """Upload, halvings, preprocess, luma guide (and the model input's download for ONNX
+        Runtime)."""
+        ops = [
+            Op(
+                "upload (host → device)",
+                self.frame_bytes,
+                lambda: self._copy_h2d(self.d_in, self.host_in.ptr, self.frame_bytes),
+            )
+        ]
+        depth = [max(k, 0) for k in self.k_model]
+        # Halve as deep as the blur can ask for too (the blur's levels come from these).
+        for i, p in enumerate(self.planes):
+            depth[i] = max(depth[i], len(reference.pyramid_sizes(p.width, p.height, 5)) - 1)
+        for p, k, tag in zip(self.planes, depth, "YUV", strict=True):
+            ops += self._halve_ops(p, k, tag)
+        mw, mh = self.mask_w, self.mask_h
+        yp, ys, yw, yh, yt = self.planes[0].level(self.k_model[0])
+        up, cs, cw, ch, ct = self.planes[1].level(self.k_model[1])
+        vp, _, _, _, _ = self.planes[2].level(self.k_model[1])
+        name = f"lfx_preprocess_{yt}{ct}_{self.model_dtype}"
+        in_bytes = yw * yh * (1 if yt == "u8" else 4) + 2 * cw * ch * (1 if ct == "u8" else 4)
+        ops.append(
+            Op(
+                "preprocess",
+                in_bytes + self.model_nbytes,
+                lambda: self._launch(
+                    name,
+                    grid2(mw, mh),
+                    BLOCK_2D,
+                    P(yp),
+                    ys,
+                    yw,
+                    yh,
+                    P(up),
+                    P(vp),
+                    cs,
+                    cw,
+                    ch,
+                    self._cm,
+                    P(self.d_model_in),
+                    mw,
+                    mh,
+                ),
+            )
+        )
+        luma = f"lfx_resize_{yt}_u8"
+        ops.append(
+            Op(
+                "luma guide",
+                yw * yh * (1 if yt == "u8" else 4) + mw * mh,
+                lambda: self._launch(
+                    luma, grid2(mw, mh), BLOCK_2D, P(yp), ys, yw, yh, P(self.d_luma), mw, mw, mh
+                ),
+            )
+        )
+        if self.ort:
+            ops.append(
+                Op(
+                    "model input (device → host)",
+                    self.model_nbytes,
+                    lambda: self._copy_d2h(
+                        self.model_input.ptr, self.d_model_in, self.model_nbytes
+                    ),
+                )
+            )
+        return ops
+
+    def _box_ops(
+        self,
+        src: int,
+        tmp: int,
+        w: int,
+        h: int,
+        r: int,
+        planes: int,
+        tag: str,
+        dst: int | None = None,
+    ) -> list[Op]:
+        """One box mean (horizontal then vertical pass) of ``planes`` stacked w × h planes:
+        src → tmp → dst (default: src)."""
+        dst = src if dst is None else dst
+        smem_h = (BOX_H_BLOCK + 2 * r) * 4
+        bx, by, _ = BOX_V_BLOCK
+        smem_v = (by + 2 * r) * bx * 4
+        grid_h = ((w + BOX_H_BLOCK - 1) // BOX_H_BLOCK, h, planes)
+        grid_v = ((w + bx - 1) // bx, (h + by - 1) // by, planes)
+        nbytes = 2 * planes * w * h * 4
+        return [
+            Op(
+                f"box_h r{r} {tag}",
+                nbytes,
+                lambda: self._launch(
+                    "lfx_box_h", grid_h, (BOX_H_BLOCK, 1, 1), P(src), P(tmp), w, h, r, smem=smem_h
+                ),
+            ),
+            Op(
+                f"box_v r{r} {tag}",
+                nbytes,
+                lambda: self._launch(
+                    "lfx_box_v", grid_v, BOX_V_BLOCK, P(tmp), P(dst), w, h, r, smem=smem_v
+                ),
+            ),
+        ]
+
+    def _resample_matte(self, w: int, h: int) -> tuple[list[Op], tuple[int, int, int, int]]:
+        """The low-resolution matte's halvings towards w × h (ptr, stride, width, height)."""
+        mw, mh = self.mask_w, self.mask_h
+        k = reference.halvings(mw, mh, w, h)
+        ops: list[Op] = []
+        src, sw, sh = self.d_matte, mw, mh
+        for i in range(k):
+            dw, dh = sw // 2, sh // 2
+            dst = self.scratch(("matte", i), dw * dh * 4)
+
+            def run(
+                src: int = src, sw: int = sw, dst: int = dst, dw: int = dw, dh: int = dh
+            ) -> None:
+                self._launch("lfx_halve_f32", grid2(dw, dh), BLOCK_2D, P(src), sw, P(dst), dw, dh)
+
+            ops.append(Op(f"halve matte → {dw}×{dh}", (sw * sh + dw * dh) * 4, run))
+            src, sw, sh = dst, dw, dh
+        return ops, (src, sw, sw, sh)
+
+    def post_ops(self, s: ChainSettings) -> list[Op]:
+        mw, mh = self.mask_w, self.mask_h
+        n_m = mw * mh
+        f4 = n_m * 4
+        ops: list[Op] = []
+        if self.ort:
+            ops.append(
+                Op(
+                    "mask (host → device)",
+                    f4,
+                    lambda: self._copy_h2d(self.d_mask, self.mask.ptr, f4),
+                )
+            )
+        mask = self.d_mask
+        if s.guided:
+            ops.append(
+                Op(
+                    "guided: products",
+                    n_m + f4 + 4 * f4,
+                    lambda: self._launch(
+                        "lfx_guided_products",
+                        grid2(mw, mh),
+                        BLOCK_2D,
+                        P(self.d_luma),
+                        mw,
+                        P(self.d_mask),
+                        P(self.d_stack4),
+                        mw,
+                        mh,
+                    ),
+                )
+            )
+            ops += self._box_ops(
+                self.d_stack4, self.d_tmp4, mw, mh, s.radius, 4, "guided ×4", dst=self.d_means4
+            )
+            m4 = self.d_means4
+            ops.append(
+                Op(
+                    "guided: fit a, b",
+                    4 * f4 + 2 * f4,
+                    lambda: self._launch(
+                        "lfx_guided_ab",
+                        grid1(n_m),
+                        (BLOCK_1D, 1, 1),
+                        P(m4),
+                        P(m4 + f4),
+                        P(m4 + 2 * f4),
+                        P(m4 + 3 * f4),
+                        P(self.d_ab),
+                        P(self.d_ab + f4),
+                        n_m,
+                        float(s.eps),
+                    ),
+                )
+            )
+            ops += self._box_ops(
+                self.d_ab, self.d_tmp4, mw, mh, s.radius, 2, "guided ×2", dst=self.d_mab
+            )
+            ops.append(
+                Op(
+                    "guided: output",
+                    3 * f4 + f4,
+                    lambda: self._launch(
+                        "lfx_guided_out",
+                        grid1(n_m),
+                        (BLOCK_1D, 1, 1),
+                        P(self.d_mab),
+                        P(self.d_mab + f4),
+                        P(self.d_stack4),
+                        P(self.d_filtered),
+                        n_m,
+                    ),
+                )
+            )
+            mask = self.d_filtered
+        ops.append(
+            Op(
+                "smooth + ramp",
+                3 * f4 + f4,
+                lambda: self._launch(
+                    "lfx_smooth_ramp",
+                    grid1(n_m),
+                    (BLOCK_1D, 1, 1),
+                    P(mask),
+                    P(self.d_prev),
+                    P(self.d_matte),
+                    n_m,
+                    P(self.d_first),
+                    float(s.smoothing),
+                    float(s.threshold),
+                    float(s.feather),
+                ),
+            )
+        )
+        w, h = self.width, self.height
+        cw, ch = self.chroma
+        ops.append(
+            Op(
+                "upsample mattes",
+                f4 + w * h + cw * ch,
+                lambda: self._launch(
+                    "lfx_upsample_mattes",
+                    grid2(w, h),
+                    BLOCK_2D,
+                    P(self.d_matte),
+                    mw,
+                    mh,
+                    P(self.d_alpha_y),
+                    w,
+                    w,
+                    h,
+                    P(self.d_alpha_uv),
+                    cw,
+                    cw,
+                    ch,
+                ),
+            )
+        )
+        bg: int | None = None
+        if s.background == "blur":
+            ops += self._blur_ops(s)
+            bg = self.d_bg
+        elif s.background == "image":
+            if self._still is None:
+                raise BackendError("no background image uploaded (set_background_image)")
+            bg = self._still
+        elif s.background == "frame":
+            bg = self.d_in
+        elif s.background != "colour":
+            raise BackendError(f"unknown background {s.background!r}")
+        o = self.plane_offsets()
+        fin, out, ay, auv = self.d_in, self.d_out, self.d_alpha_y, self.d_alpha_uv
+        total = self.frame_bytes
+        if bg is None:
+            cy, cu_, cv = (int(c) for c in s.colour)
+            ops.append(
+                Op(
+                    "composite (colour)",
+                    2 * total + w * h + cw * ch,  # frame, output, mattes
+                    lambda: self._launch(
+                        "lfx_composite_colour",
+                        grid2(w, h),
+                        BLOCK_2D,
+                        P(fin),
+                        w,
+                        P(fin + o[1]),
+                        P(fin + o[2]),
+                        cw,
+                        P(ay),
+                        w,
+                        P(auv),
+                        cw,
+                        P(out),
+                        w,
+                        P(out + o[1]),
+                        P(out + o[2]),
+                        cw,
+                        w,
+                        h,
+                        cw,
+                        ch,
+                        ctypes.c_uint8(cy),
+                        ctypes.c_uint8(cu_),
+                        ctypes.c_uint8(cv),
+                    ),
+                )
+            )
+        else:
+            b = bg
+            ops.append(
+                Op(
+                    "composite",
+                    3 * total + w * h + cw * ch,  # frame, background, output, mattes
+                    lambda: self._launch(
+                        "lfx_composite_planes",
+                        grid2(w, h),
+                        BLOCK_2D,
+                        P(fin),
+                        w,
+                        P(fin + o[1]),
+                        P(fin + o[2]),
+                        cw,
+                        P(b),
+                        P(b + o[1]),
+                        P(b + o[2]),
+                        P(ay),
+                        w,
+                        P(auv),
+                        cw,
+                        P(out),
+                        w,
+                        P(out + o[1]),
+                        P(out + o[2]),
+                        cw,
+                        w,
+                        h,
+                        cw,
+                        ch,
+                    ),
+                )
+            )
+        ops.append(
+            Op(
+                "download (device → host)",
+                total,
+                lambda: self._copy_d2h(self.host_out.ptr, self.d_out, total),
+            )
+        )
+        return ops
+
+    def _blur_ops(self, s: ChainSettings) -> list[Op]:
+        """The masked blur of each plane at its pyramid level, upsampled into ``d_bg``.
+
+        Planes whose levels have the same size and radius share the background share, and
+        their box passes run as one launch over the stacked planes (x·w of each, then w)."""
+        plans = self.blur_plans(s)
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i, (level, radius) in enumerate(plans):
+            _, _, lw, lh, _ = self.planes[i].level(level)
+            groups.setdefault((lw, lh, radius), []).append(i)
+        o = self.plane_offsets()
+        ops: list[Op] = []
+        for (lw, lh, r), members in groups.items():
+            n = len(members) + 1
+            plane_bytes = lw * lh * 4
+            stack = self.scratch(("stack", lw, lh, n), n * plane_bytes)
+            tmp = self.scratch(("stack tmp", lw, lh, n), n * plane_bytes)
+            share = stack + len(members) * plane_bytes
+            matte_ops, (mp, ms, msw, msh) = self._resample_matte(lw, lh)
+            ops += matte_ops
+
+            def run_share(
+                mp: int = mp,
+                ms: int = ms,
+                msw: int = msw,
+                msh: int = msh,
+                share: int = share,
+                lw: int = lw,
+                lh: int = lh,
+            ) -> None:
+                self._launch(
+                    "lfx_background_share",
+                    grid2(lw, lh),
+                    BLOCK_2D,
+                    P(mp),
+                    ms,
+                    msw,
+                    msh,
+                    P(share),
+                    lw,
+                    lh,
+                )
+
+            ops.append(Op(f"blur: share {lw}×{lh}", msw * msh * 4 + plane_bytes, run_share))
+            for slot, i in enumerate(members):
+                xp, xs, _, _, xt = self.planes[i].level(plans[i][0])
+                xw = stack + slot * plane_bytes
+
+                def run_weigh(
+                    xp: int = xp,
+                    xs: int = xs,
+                    xt: str = xt,
+                    xw: int = xw,
+                    share: int = share,
+                    lw: int = lw,
+                    lh: int = lh,
+                ) -> None:
+                    self._launch(
+                        f"lfx_weigh_{xt}",
+                        grid2(lw, lh),
+                        BLOCK_2D,
+                        P(xp),
+                        xs,
+                        P(share),
+                        P(xw),
+                        lw,
+                        lh,
+                    )
+
+                x_bytes = lw * lh * (1 if xt == "u8" else 4)
+                ops.append(Op(f"blur: x·share {'YUV'[i]}", x_bytes + 2 * plane_bytes, run_weigh))
+            tag = f"blur ×{n} {lw}×{lh}"
+            ops += self._box_ops(stack, tmp, lw, lh, r, n, tag)
+            ops += self._box_ops(stack, tmp, lw, lh, r, n, tag)
+            for slot, i in enumerate(members):
+                xp, xs, _, _, xt = self.planes[i].level(plans[i][0])
+                small = self.scratch(("blur small", i, lw, lh), lw * lh)
+                num = stack + slot * plane_bytes
+                pw, ph = self.planes[i].width, self.planes[i].height
+                dst = self.d_bg + o[i]
+
+                def run_ratio(
+                    num: int = num,
+                    xp: int = xp,
+                    xs: int = xs,
+                    xt: str = xt,
+                    small: int = small,
+                    share: int = share,
+                    lw: int = lw,
+                    lh: int = lh,
+                ) -> None:
+                    self._launch(
+                        f"lfx_masked_ratio_{xt}",
+                        grid2(lw, lh),
+                        BLOCK_2D,
+                        P(num),
+                        P(share),
+                        P(xp),
+                        xs,
+                        P(small),
+                        lw,
+                        lh,
+                    )
+
+                def run_up(
+                    small: int = small,
+                    lw: int = lw,
+                    lh: int = lh,
+                    dst: int = dst,
+                    pw: int = pw,
+                    ph: int = ph,
+                ) -> None:
+                    self._launch(
+                        "lfx_resize_u8_u8",
+                        grid2(pw, ph),
+                        BLOCK_2D,
+                        P(small),
+                        lw,
+                        lw,
+                        lh,
+                        P(dst),
+                        pw,
+                        pw,
+                        ph,
+                    )
+
+                x_bytes = lw * lh * (1 if xt == "u8" else 4)
+                ops.append(
+                    Op(f"blur: ratio {'YUV'[i]}", 2 * plane_bytes + x_bytes + lw * lh, run_ratio)
+                )
+                ops.append(Op(f"blur: upsample {'YUV'[i]}", lw * lh + pw * ph, run_up))
+        return ops
+
+    # -- graphs and the per-frame calls --------------------------------------------------------
+
+    def capture(self, ops: list[Op]) -> Any:
+        """The ops as one instantiated CUDA graph (launched with ``cuGraphLaunch``)."""
+        mode = cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        cd.check(cu.cuStreamBeginCapture(self.stream.handle, mode), "cuStreamBeginCapture")
+        try:
+            for op in ops:
+                op.run()
+        finally:
+            graph = cd.check(cu.cuStreamEndCapture(self.stream.handle), "cuStreamEndCapture")
+        try:
+            return cd.check(cu.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+        finally:
+            cd.check(cu.cuGraphDestroy(graph), "cuGraphDestroy")
+
+    def set_background_image(self, still: FrameBuffer) -> None:
+        """A still background (already at the frame's size and conventions), uploaded once."""
+        if still.size != (self.width, self.height):
+            raise BackendError(f"background is {still.size}, frame is {self.width}×{self.height}")
+        if self._still is None:
+            self._still = self._bufs.alloc(self.frame_bytes)
+        packed = np.concatenate([still.y.ravel(), still.u.ravel(), still.v.ravel()])
+        cd.check(cu.cuMemcpyHtoD(self._still, packed.ctypes.data, packed.nbytes), "cuMemcpyHtoD")
+
+    def reset(self) -> None:
+        """Forget the temporal state: the next frame's matte is not smoothed against the last."""
+        self._first = True
+
+    def launch_pre(self) -> None:
+        if self._pre is None:
+            self._pre = self.capture(self.pre_ops())
+        cd.check(cu.cuGraphLaunch(self._pre, self.stream.handle), "cuGraphLaunch (pre)")
+
+    def launch_post(self, settings: ChainSettings) -> None:
+        exe = self._graphs.get(settings)
+        if exe is None:
+            if len(self._graphs) >= self.MAX_GRAPHS:
+                self._destroy_graphs()
+            exe = self._graphs[settings] = self.capture(self.post_ops(settings))
+        if self._first_set != self._first:
+            flag = 1 if self._first else 0
+            cd.check(
+                cu.cuMemsetD32Async(self.d_first, flag, 1, self.stream.handle), "cuMemsetD32Async"
+            )
+            self._first_set = self._first
+        cd.check(cu.cuGraphLaunch(exe, self.stream.handle), "cuGraphLaunch (post)")
+        self._first = False
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def download_alpha(self) -> np.ndarray:
+        """The last frame's Y-size matte (a synchronous copy, for tests and tools)."""
+        out = np.empty((self.height, self.width), np.uint8)
+        self.synchronize()
+        cd.check(cu.cuMemcpyDtoH(out.ctypes.data, self.d_alpha_y, out.nbytes), "cuMemcpyDtoH")
+        return out
+
+    def _destroy_graphs(self) -> None:
+        for exe in self._graphs.values():
+            cu.cuGraphExecDestroy(exe)
+        self._graphs.clear()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.gpu.device.make_current()
+        self.synchronize()
+        self._destroy_graphs()
+        if self._pre is not None:
+            cu.cuGraphExecDestroy(self._pre)
+        self._bufs.close()
+        self.host_in.close()
+        self.host_out.close()
+        if self.ort:
+            self.model_input.close()
+            self.mask.close()
