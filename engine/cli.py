@@ -101,6 +101,13 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         help=f"ONNX Runtime threads, 0 = one per core (default {d_inf.threads})",
     )
     g.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="cuda: LiveFX's kernels on the GPU (models on TensorRT, or ONNX Runtime without "
+        "it); auto: cuda when a GPU, the kernels and TensorRT are all present (default auto)",
+    )
+    g.add_argument(
         "--budget-ms",
         type=float,
         default=None,
@@ -127,6 +134,7 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         model=ModelConfig(segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect),
         inference=InferenceConfig(threads=args.threads),
         budget=BudgetConfig(budget_ms=args.budget_ms),
+        backend=args.backend,
     )
 
 
@@ -197,6 +205,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = replace(
             config, pipeline=replace(config.pipeline, budget=BudgetConfig(budget_ms=25.0))
         )
+    from engine.pipeline import choose_backend
+
+    choice = choose_backend(config.pipeline.backend, config.pipeline.effect.name)
+    print(f"livefx: {choice.describe()}", file=sys.stderr)
     try:
         asyncio.run(serve(config))
     except OSError as exc:

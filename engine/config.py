@@ -151,8 +151,10 @@ class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     stats_window: int = 100_000  # per-stage timings kept for the summary
+    backend: str = "auto"  # auto | cpu | cuda (engine.pipeline.backend)
 
     def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, ("auto", "cpu", "cuda"))
         for name, kind in (
             ("effect", EffectConfig),
             ("matte", MatteConfig),

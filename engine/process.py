@@ -14,7 +14,7 @@ from tqdm import tqdm
 from engine import media
 from engine.config import PipelineConfig, describe
 from engine.errors import InputError
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, make_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def process_file(
     if src_p.resolve() == dst_p.resolve():
         raise InputError(f"{dst_p}: output would overwrite the input")
     media.check_writable(dst_p)
-    pipeline = Pipeline(config)
+    pipeline = make_pipeline(config)
     try:
         return _run(pipeline, src_p, dst_p, config, max_frames, progress)
     finally:
@@ -93,6 +93,8 @@ def _run(
         "input": str(src_p),
         "output": str(dst_p),
         "effect": config.effect.name,
+        "backend": pipeline.backend_name,
+        "backend_reason": pipeline.backend_reason,
         "model": pipeline.model.name if pipeline.model else None,
         "width": width,
         "height": height,
@@ -117,7 +119,8 @@ def format_summary(summary: dict[str, Any], as_json: bool) -> str:
     lines = [
         f"{summary['input']} -> {summary['output']}: {summary['frames']} frame(s) "
         f"{summary['width']}x{summary['height']}, effect {summary['effect']}, "
-        f"model {summary['model']}, {summary['wall_s']} s"
+        f"model {summary['model']}, {summary['wall_s']} s",
+        f"  backend {summary['backend']} ({summary['backend_reason']})",
     ]
     lines.append(f"  {'stage':<12}{'median ms':>10}{'p95 ms':>10}")
     for stage, s in summary["stages"].items():

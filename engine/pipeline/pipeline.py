@@ -50,6 +50,8 @@ SCENE_CUT_LUMA_DELTA = 40.0
 
 
 class Pipeline:
+    backend_name = "cpu"
+
     def __init__(
         self,
         config: PipelineConfig | None = None,
@@ -61,6 +63,7 @@ class Pipeline:
         self.budget = BudgetController(self.config.budget)
         self.session = SessionState()
         self.frames = 0
+        self.backend_reason = ""  # why this backend (engine.pipeline.backend)
         self.setup_ns = 0  # the longest (re)configuration: model load, buffers for a new size
         self.effect = effect or create_effect(self.config.effect, self.config.inference.threads)
         self._backend_factory = backend_factory or self._default_backend
@@ -251,6 +254,7 @@ class Pipeline:
         """Counters, the quality level and its changes, and per-stage timings."""
         session = self.session
         return {
+            "backend": self.backend_name,
             "frames": self.frames,
             "inferences": session.inferences,
             "reused_masks": session.reused,

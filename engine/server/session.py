@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError
 from engine.config import PipelineConfig, ServerConfig, describe
 from engine.errors import InputError, LiveFXError
 from engine.media import frame_from_av, frame_to_av
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, make_pipeline
 from engine.pipeline.gate import FrameGate, GateClosed
 from engine.server import rtc
 
@@ -118,7 +118,7 @@ class Session:
             offer_sdp = rtc.only_loopback_candidates(offer_sdp)
         # Made here, not in the worker: a bad setting fails the offer, not the first frame.
         if self.server_config.mode == "livefx":
-            self._pipeline = Pipeline(self.config)
+            self._pipeline = make_pipeline(self.config)
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

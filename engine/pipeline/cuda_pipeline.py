@@ -1,0 +1,231 @@
+"""The pipeline on the GPU (``--backend cuda``): the same stages as ``Pipeline``, run by
+``engine.ops.cuda.FrameChain`` as two captured CUDA graphs around the model.
+
+Stages (timed on the host, as for the cpu pipeline):
+
+1. ingest     — the frame's planes into pinned memory; the pre-model graph (upload, halvings,
+                preprocess, luma guide) launched; with ONNX Runtime, waited for
+2. segment    — the model: TensorRT enqueued on the session's stream, or ONNX Runtime on the
+                CPU; or the last mask again when the quality level's ``infer_every`` allows
+3. composite  — the post-model graph (guided filter, smoothing and ramp, mattes, background,
+                composite, download) launched and waited for
+
+The returned frame's planes live in the chain's pinned output buffer (valid until the next
+call, as the cpu pipeline's). Not on the GPU path: the static-frame and scene-cut tests of the
+cpu pipeline (they need the luma on the host; the matte's temporal smoothing is
+motion-adaptive either way).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from engine.config import PipelineConfig
+from engine.errors import ConfigError
+from engine.frame import FrameBuffer
+from engine.inference import InferenceBackend
+from engine.models.registry import ModelSpec, choose_segmenter, load_model
+from engine.pipeline.backend import GPU_EFFECTS
+from engine.pipeline.pipeline import Pipeline, Stage
+from engine.pipeline.state import FrameState
+
+log = logging.getLogger(__name__)
+
+
+def check_gpu_effect(config: PipelineConfig) -> None:
+    e = config.effect
+    if e.name not in GPU_EFFECTS:
+        raise ConfigError(
+            f"backend cuda: effect {e.name!r} has no GPU path (those that do: "
+            f"{', '.join(GPU_EFFECTS)})"
+        )
+    if e.name == "replace" and e.background is not None:
+        from engine import media
+
+        if not media.is_image_path(e.background):
+            raise ConfigError("backend cuda: replace takes a still image; a video is cpu only")
+
+
+class CudaPipeline(Pipeline):
+    backend_name = "cuda"
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        tensorrt: bool = False,
+        gpu: Any = None,
+    ) -> None:
+        from engine.inference import cuda_driver as cd
+        from engine.ops import cuda
+
+        config = config or PipelineConfig()
+        check_gpu_effect(config)
+        self.gpu = gpu or cuda.Gpu.shared()
+        self.gpu.device.make_current()
+        self.stream = cd.Stream()
+        self.tensorrt = tensorrt
+        self.chain: cuda.FrameChain | None = None
+        super().__init__(config)
+
+    def _stage_list(self) -> list[tuple[str, Stage]]:
+        return [
+            ("ingest", self._gpu_ingest),
+            ("segment", self._gpu_segment),
+            ("composite", self._gpu_post),
+        ]
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        check_gpu_effect(config)
+        super().reconfigure(config)
+
+    def _default_backend(self, spec: ModelSpec) -> InferenceBackend:
+        if self.tensorrt:
+            from engine.inference.tensorrt import TensorRTBackend
+
+            return TensorRTBackend(
+                load_model(spec.name),
+                input_shape=(1, 3, spec.height, spec.width),
+                device=self.gpu.device,
+                stream=self.stream,
+                label=spec.name,
+            )
+        return super()._default_backend(spec)
+
+    def _configure(self, frame: FrameBuffer) -> FrameState:
+        from engine.ops import cuda
+
+        log.info("configuring the GPU chain for %d×%d", frame.width, frame.height)
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
+        m = self.config.model
+        spec = choose_segmenter(frame.width, frame.height, m.segmenter, m.landscape_min_aspect)
+        backend = self._backend(spec)
+        model_io = None
+        if self.tensorrt:
+            model_io = (backend.d_input.ptr, backend.d_output.ptr)  # type: ignore[attr-defined]
+        chain = cuda.FrameChain(
+            self.gpu,
+            self.stream,
+            frame.width,
+            frame.height,
+            colorspace=frame.colorspace,
+            full_range=frame.full_range,
+            mask_size=(spec.width, spec.height),
+            model_io=model_io,
+        )
+        if chain.ort and tuple(backend.output.shape[-2:]) != (spec.height, spec.width):
+            chain.close()
+            raise ConfigError(
+                f"segmenter {spec.name}: mask {backend.output.shape} is not the input's size"
+            )
+        self.chain = chain
+        self.effect.configure(frame)
+        if self.config.effect.name == "replace":
+            chain.set_background_image(self.effect._still)  # type: ignore[attr-defined]
+        state = FrameState(
+            frame=frame,
+            out=chain.out_frame,
+            bg=chain.out_frame,
+            alpha_y=np.empty((0, 0), np.uint8),
+            alpha_uv=np.empty((0, 0), np.uint8),
+            pyramids=None,  # type: ignore[arg-type]
+            model=spec,
+            backend=backend,
+        )
+        self.session.reset()
+        return state
+
+    def _settings(self, s: FrameState) -> Any:
+        from engine.ops.cuda import ChainSettings
+
+        e, m, q = self.config.effect, self.config.matte, s.quality
+        background = {"blur": "blur", "replace": "image", "colour": "colour"}[e.name]
+        colour = (0, 128, 128)
+        if e.name == "colour":
+            colour = tuple(self.effect._yuv)  # type: ignore[attr-defined]
+        if e.name == "blur" and e.strength <= 0.0:
+            background = "frame"
+        return ChainSettings(
+            guided=m.guided and q.guided,
+            radius=m.radius,
+            eps=m.eps,
+            smoothing=m.smoothing,
+            threshold=m.threshold,
+            feather=m.feather,
+            background=background,
+            blur_strength=e.strength if background == "blur" else 0.0,
+            blur_bias=q.blur_level_bias if background == "blur" else 0,
+            colour=colour,
+        )
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _gpu_ingest(self, s: FrameState) -> None:
+        chain = self.chain
+        assert chain is not None
+        s.frame.copy_into(chain.in_frame)
+        chain.launch_pre()
+        if chain.ort:
+            chain.synchronize()
+
+    def _gpu_segment(self, s: FrameState) -> None:
+        chain, backend, session = self.chain, s.backend, self.session
+        assert chain is not None and backend is not None
+        if chain.has_mask and session.since_inference + 1 < s.quality.infer_every:
+            session.since_inference += 1
+            session.reused += 1
+            return  # the mask buffers still hold the last mask
+        if chain.ort:
+            np.copyto(backend.input.reshape(chain.model_input.array.shape), chain.model_input.array)
+            out = backend.run()
+            np.copyto(chain.mask.array, out.reshape(chain.mask.array.shape))
+        else:
+            backend.enqueue()  # type: ignore[attr-defined]
+        chain.has_mask = True
+        session.since_inference = 0
+        session.inferences += 1
+
+    def _gpu_post(self, s: FrameState) -> None:
+        chain = self.chain
+        assert chain is not None
+        chain.launch_post(self._settings(s))
+        chain.synchronize()
+
+    # -- the frame path -----------------------------------------------------------------------
+
+    def process(self, frame: FrameBuffer) -> FrameBuffer:
+        self.gpu.device.make_current()
+        return super().process(frame)
+
+    def reset(self) -> None:
+        self.session.reset()
+        if self.chain is not None:
+            self.chain.reset()
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        return None if self.chain is None else self.chain.download_alpha()
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        if self.chain is not None:
+            out["kernels"] = self.gpu.module.source
+            out["gpu"] = self.gpu.device.name
+        return out
+
+    def close(self) -> None:
+        super().close()
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
+        for b in self._backends.values():
+            close = getattr(b, "close", None)
+            if close is not None:
+                close()
+        self._backends.clear()
+        self.stream.close()

@@ -1,0 +1,77 @@
+"""Backend choice (auto | cpu | cuda): what is picked, why, and the one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import PipelineConfig
+from engine.errors import BackendError, ConfigError
+from engine.pipeline import Pipeline, choose_backend, make_pipeline
+from engine.pipeline.backend import GpuStatus, gpu_status
+from tests.conftest import ROOT, run_cli
+
+NO_GPU = GpuStatus(missing="no NVIDIA driver: libcuda.so not found")
+GPU_ONLY = GpuStatus(missing=None, gpu="NVIDIA H100", kernels="prebuilt livefx.fatbin")
+GPU_TRT = GpuStatus(
+    missing=None, gpu="NVIDIA H100", kernels="prebuilt livefx.fatbin", tensorrt="10.13"
+)
+
+
+def test_cpu_is_always_cpu() -> None:
+    assert choose_backend("cpu", "gan", GPU_TRT).name == "cpu"
+
+
+def test_auto_needs_a_gpu_the_kernels_and_tensorrt() -> None:
+    c = choose_backend("auto", "blur", NO_GPU)
+    assert c.name == "cpu" and "libcuda.so not found" in c.reason
+    c = choose_backend("auto", "blur", GPU_ONLY)
+    assert c.name == "cpu" and "TensorRT is not installed" in c.reason
+    c = choose_backend("auto", "blur", GPU_TRT)
+    assert c.name == "cuda" and c.tensorrt and "NVIDIA H100" in c.reason
+    c = choose_backend("auto", "gan", GPU_TRT)
+    assert c.name == "cpu" and "no GPU path" in c.reason
+
+
+def test_cuda_runs_the_models_on_onnxruntime_without_tensorrt() -> None:
+    c = choose_backend("cuda", "replace", GPU_ONLY)
+    assert c.name == "cuda" and not c.tensorrt and "ONNX Runtime" in c.reason
+
+
+def test_cuda_where_it_cannot_run_is_one_line() -> None:
+    with pytest.raises(BackendError, match=r"^backend cuda: no NVIDIA driver") as e:
+        choose_backend("cuda", "blur", NO_GPU)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="effect 'gan' has no GPU path"):
+        choose_backend("cuda", "gan", GPU_TRT)
+    with pytest.raises(ConfigError, match="backend: 'gpu' is not one of"):
+        choose_backend("gpu", "blur", GPU_TRT)
+    with pytest.raises(ConfigError, match="backend"):
+        PipelineConfig(backend="gpu")
+
+
+needs_no_gpu = pytest.mark.skipif(
+    gpu_status().missing is None, reason="this machine has a GPU path"
+)
+
+
+@needs_no_gpu
+def test_make_pipeline_falls_back_to_cpu_and_says_why() -> None:
+    p = make_pipeline(PipelineConfig())
+    assert type(p) is Pipeline and p.backend_name == "cpu"
+    assert p.backend_reason.startswith("no GPU path: ")
+    assert p.stats()["backend"] == "cpu"
+
+
+@needs_no_gpu
+def test_cli_backend_choice(tmp_path: Path) -> None:
+    photo = str(ROOT / "samples" / "astronaut.jpg")
+    r = run_cli("process", photo, str(tmp_path / "a.jpg"), "--backend", "cuda")
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("livefx: error: backend cuda: ")
+    assert not (tmp_path / "a.jpg").exists()
+    r = run_cli("process", photo, str(tmp_path / "b.jpg"))
+    assert r.returncode == 0, r.stderr
+    assert "backend cpu (no GPU path: " in r.stdout + r.stderr
