@@ -153,7 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--mediapipe-python", default=os.environ.get("LIVEFX_MEDIAPIPE_PYTHON"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--backend",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the GPU chain per kernel, as graphs, and per frame next to the cpu "
+        "(benchmarks/gpu.py; default resolution 1080p, effect blur)",
+    )
+    ap.add_argument("--json-out", type=Path, default=None, help="cuda: write the results here")
     args = ap.parse_args(argv)
+    if args.backend == "cuda":
+        import gpu
+
+        res = args.resolutions if args.resolutions != ap.get_default("resolutions") else "1080p"
+        eff = args.effects if args.effects != ap.get_default("effects") else "blur"
+        gpu_args = ["--resolutions", res, "--effects", eff, "--threads", str(args.threads)]
+        gpu_args += ["-n", str(min(args.repeats, 100))]
+        if args.json_out:
+            gpu_args += ["--json", str(args.json_out)]
+        return int(gpu.main(gpu_args))
 
     cv2.setNumThreads(args.threads)
     resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]
