@@ -92,6 +92,13 @@ void lfx_masked_ratio(const float* num, const float* den, const float* x, float*
     for (int i = 0; i < n; ++i) out[i] = masked_ratio(num[i], den[i], x[i]);
 }
 
+void lfx_blur_up(const float* num, const float* den, const float* x, int lw, int lh,
+                 uint8_t* out, int ow, int oh) {
+    for (int j = 0; j < oh; ++j)
+        for (int i = 0; i < ow; ++i)
+            out[(size_t)j * ow + i] = blur_up_px(num, den, x, lw, lw, lh, i, j, ow, oh);
+}
+
 void lfx_rgb01_to_yuv(const float* rgb, const float* inv9, const float* off3, float* yuv, int n) {
     ColorMatrix c = color(inv9, off3);
     for (int i = 0; i < n; ++i) rgb01_to_yuv(c, rgb + 3 * i, yuv + 3 * i);

@@ -17,27 +17,25 @@ namespace {
 __device__ __forceinline__ int gx() { return blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int gy() { return blockIdx.y * blockDim.y + threadIdx.y; }
 
-template <typename O>
-__device__ __forceinline__ O out_cast(float v);
-template <>
-__device__ __forceinline__ float out_cast<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ uint8_t out_cast<uint8_t>(float v) { return to_u8(v); }
-
+// gridDim.z planes (U and V) in one launch: plane z starts z·src_plane / z·dst_plane elements on.
 template <typename T>
-__device__ void halve(const T* src, int stride, float* dst, int dw, int dh) {
+__device__ void halve(const T* src, int stride, int src_plane, float* dst, int dw, int dh,
+                      int dst_plane) {
     int x = gx(), y = gy();
+    src += (size_t)blockIdx.z * src_plane;
+    dst += (size_t)blockIdx.z * dst_plane;
     if (x < dw && y < dh) dst[(size_t)y * dw + x] = halve_px(src, stride, x, y);
 }
 
 template <typename TY, typename TC, typename O>
 __device__ void preprocess(const TY* y, int ys, int yw, int yh, const TC* u, const TC* v, int cs,
-                           int cw, int ch, ColorMatrix c, O* out, int dw, int dh) {
+                           int cw, int ch, ColorMatrix c, O* out, uint8_t* luma, int dw, int dh) {
     int x = gx(), row = gy();
     if (x >= dw || row >= dh) return;
     float rgb[3];
-    preprocess_px(y, ys, yw, yh, u, v, cs, cw, ch, c, x, row, dw, dh, rgb);
+    float Y = preprocess_px(y, ys, yw, yh, u, v, cs, cw, ch, c, x, row, dw, dh, rgb);
     size_t i = (size_t)row * dw + x, plane = (size_t)dw * dh;
+    if (luma) luma[i] = to_u8(Y);
     out[i] = (O)rgb[0];
     out[plane + i] = (O)rgb[1];
     out[2 * plane + i] = (O)rgb[2];
@@ -49,23 +47,26 @@ extern "C" {
 
 // -- ingest: one exact 2×2 halving (a pyramid level) -----------------------------------------
 
-__global__ void lfx_halve_u8(const uint8_t* src, int stride, float* dst, int dw, int dh) {
-    halve(src, stride, dst, dw, dh);
+__global__ void lfx_halve_u8(const uint8_t* src, int stride, int src_plane, float* dst, int dw,
+                             int dh, int dst_plane) {
+    halve(src, stride, src_plane, dst, dw, dh, dst_plane);
 }
 
-__global__ void lfx_halve_f32(const float* src, int stride, float* dst, int dw, int dh) {
-    halve(src, stride, dst, dw, dh);
+__global__ void lfx_halve_f32(const float* src, int stride, int src_plane, float* dst, int dw,
+                              int dh, int dst_plane) {
+    halve(src, stride, src_plane, dst, dw, dh, dst_plane);
 }
 
 // -- preprocess: yuv420p (or its halvings) → NCHW RGB in [0, 1], fp32 or fp16 -----------------
 
 // One extern "C" entry point per (Y plane type, U/V plane type, output type):
 // lfx_preprocess_<y><uv>_<out>. The Y plane may be a halving (float) while U/V are not, or the
-// other way round for odd heights.
+// other way round for odd heights. ``luma`` (may be null): the resampled Y as uint8, the guided
+// filter's guide, written in the same pass.
 #define LFX_PREPROCESS(NAME, TY, TC, O)                                                         \
     __global__ void NAME(const TY* y, int ys, int yw, int yh, const TC* u, const TC* v, int cs,  \
-                         int cw, int ch, ColorMatrix c, O* out, int dw, int dh) {                \
-        preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, dw, dh);                            \
+                         int cw, int ch, ColorMatrix c, O* out, uint8_t* luma, int dw, int dh) { \
+        preprocess(y, ys, yw, yh, u, v, cs, cw, ch, c, out, luma, dw, dh);                      \
     }
 LFX_PREPROCESS(lfx_preprocess_u8u8_f32, uint8_t, uint8_t, float)
 LFX_PREPROCESS(lfx_preprocess_u8f32_f32, uint8_t, float, float)
@@ -76,22 +77,6 @@ LFX_PREPROCESS(lfx_preprocess_u8f32_f16, uint8_t, float, __half)
 LFX_PREPROCESS(lfx_preprocess_f32u8_f16, float, uint8_t, __half)
 LFX_PREPROCESS(lfx_preprocess_f32f32_f16, float, float, __half)
 #undef LFX_PREPROCESS
-
-// -- resampling: bilinear (half-pixel centres) of a plane, after the caller's halvings --------
-
-// lfx_resize_<in>_<out>: float output as is, uint8 output rounded (the matte, the luma guide,
-// the blurred background's upsampling).
-#define LFX_RESIZE(NAME, T, O)                                                                  \
-    __global__ void NAME(const T* src, int ss, int sw, int sh, O* dst, int ds, int dw, int dh) { \
-        int x = gx(), y = gy();                                                                 \
-        if (x < dw && y < dh) {                                                                 \
-            dst[(size_t)y * ds + x] = out_cast<O>(bilinear_px(src, ss, sw, sh, x, y, dw, dh));  \
-        }                                                                                       \
-    }
-LFX_RESIZE(lfx_resize_f32_f32, float, float)
-LFX_RESIZE(lfx_resize_f32_u8, float, uint8_t)
-LFX_RESIZE(lfx_resize_u8_u8, uint8_t, uint8_t)
-#undef LFX_RESIZE
 
 // -- refine ----------------------------------------------------------------------------------
 
@@ -137,46 +122,52 @@ __global__ void lfx_guided_ab(const float* mi, const float* mp, const float* mii
     if (k < n) guided_ab_px(mi[k], mp[k], mii[k], mip[k], eps, a + k, b + k);
 }
 
-__global__ void lfx_guided_out(const float* ma, const float* mb, const float* gi, float* out,
-                               int n) {
+// The guided filter's output (from the box means of a and b, and the guide), then temporal
+// smoothing and the ramp as lfx_smooth_ramp: the filtered mask never goes to memory.
+__global__ void lfx_guided_smooth_ramp(const float* ma, const float* mb, const float* gi,
+                                       float* prev, float* matte, int n, const int* first,
+                                       float smoothing, float threshold, float feather) {
     int k = gx();
-    if (k < n) out[k] = guided_out_px(ma[k], mb[k], gi[k]);
+    if (k < n) {
+        float q = guided_out_px(ma[k], mb[k], gi[k]);
+        matte[k] = smooth_ramp_px(q, prev + k, *first, smoothing, threshold, feather);
+    }
 }
 
 // -- background ------------------------------------------------------------------------------
 
-// The background's share at one pyramid level: 1 - (the low-resolution matte, resampled to the
-// level's size after the caller's halvings). U and V (and Y, when its level has the same size)
-// share it.
-__global__ void lfx_background_share(const float* matte, int ms, int mw, int mh, float* share,
-                                     int w, int h) {
-    int x = gx(), y = gy();
-    if (x < w && y < h) share[(size_t)y * w + x] = 1.f - bilinear_px(matte, ms, mw, mh, x, y, w, h);
-}
-
-// x·share, the masked blur's numerator input (its denominator input is the share itself).
-// lfx_weigh_<plane type>: level 0 is the uint8 plane, deeper levels are float halvings.
-#define LFX_WEIGH(NAME, T)                                                                      \
-    __global__ void NAME(const T* x, int xs, const float* share, float* xw, int w, int h) {     \
-        int i = gx(), j = gy();                                                                 \
-        if (i < w && j < h) xw[(size_t)j * w + i] = (float)x[(size_t)j * xs + i] * share[(size_t)j * w + i]; \
-    }
-LFX_WEIGH(lfx_weigh_u8, uint8_t)
-LFX_WEIGH(lfx_weigh_f32, float)
-#undef LFX_WEIGH
-
-// blur(x·w) / blur(w) (x where no background is near), rounded to uint8 at the level's size.
-#define LFX_RATIO(NAME, T)                                                                      \
-    __global__ void NAME(const float* num, const float* den, const T* x, int xs, uint8_t* out,  \
-                         int w, int h) {                                                        \
+// The masked blur's inputs at one pyramid level, as stacked planes for the batched box passes:
+// x_m·share for each of the ``n`` planes (1 to 3, of one type and size), then the share itself,
+// share = 1 - (the low-resolution matte resampled to the level's size after the caller's
+// halvings). lfx_blur_inputs_<plane type>: level 0 is a uint8 plane, deeper levels are float.
+#define LFX_BLUR_INPUTS(NAME, T)                                                                \
+    __global__ void NAME(const float* matte, int ms, int mw, int mh, const T* x0, int xs0,      \
+                         const T* x1, int xs1, const T* x2, int xs2, int n, float* stack, int w, \
+                         int h) {                                                               \
         int i = gx(), j = gy();                                                                 \
         if (i >= w || j >= h) return;                                                           \
-        size_t k = (size_t)j * w + i;                                                           \
-        out[k] = to_u8(masked_ratio(num[k], den[k], (float)x[(size_t)j * xs + i]));            \
+        float share = 1.f - bilinear_px(matte, ms, mw, mh, i, j, w, h);                         \
+        size_t k = (size_t)j * w + i, plane = (size_t)w * h;                                    \
+        stack[k] = (float)x0[(size_t)j * xs0 + i] * share;                                      \
+        if (n > 1) stack[plane + k] = (float)x1[(size_t)j * xs1 + i] * share;                   \
+        if (n > 2) stack[2 * plane + k] = (float)x2[(size_t)j * xs2 + i] * share;               \
+        stack[n * plane + k] = share;                                                           \
     }
-LFX_RATIO(lfx_masked_ratio_u8, uint8_t)
-LFX_RATIO(lfx_masked_ratio_f32, float)
-#undef LFX_RATIO
+LFX_BLUR_INPUTS(lfx_blur_inputs_u8, uint8_t)
+LFX_BLUR_INPUTS(lfx_blur_inputs_f32, float)
+#undef LFX_BLUR_INPUTS
+
+// The blurred plane at full size: the ratio blur(x·w) / blur(w) at the level, rounded to uint8,
+// bilinearly upsampled (``blur_up_px``). Output packed (stride = width).
+#define LFX_BLUR_UP(NAME, T)                                                                    \
+    __global__ void NAME(const float* num, const float* den, const T* x, int xs, int lw, int lh, \
+                         uint8_t* out, int ow, int oh) {                                        \
+        int i = gx(), j = gy();                                                                 \
+        if (i < ow && j < oh) out[(size_t)j * ow + i] = blur_up_px(num, den, x, xs, lw, lh, i, j, ow, oh); \
+    }
+LFX_BLUR_UP(lfx_blur_up_u8, uint8_t)
+LFX_BLUR_UP(lfx_blur_up_f32, float)
+#undef LFX_BLUR_UP
 
 // Horizontal box mean, radius r, through a shared-memory row tile of blockDim.x + 2r values.
 // Launch with blockDim (N, 1) and (N + 2r)·4 bytes of dynamic shared memory. gridDim.z planes

@@ -145,15 +145,17 @@ LFX_HD int reflect101(int i, int n) {
 namespace lfx {
 
 // Model input pixel (x, y) of a dw × dh resample of the three planes (already halved), as
-// R'G'B' in [0, 1]: the reference's ``preprocess``.
+// R'G'B' in [0, 1]: the reference's ``preprocess``. Returns the resampled Y code value (the
+// guided filter's guide at the model's size, taken in the same pass).
 template <typename TY, typename TC>
-LFX_HD void preprocess_px(const TY* y, int ys, int yw, int yh, const TC* u, const TC* v, int cs,
+LFX_HD float preprocess_px(const TY* y, int ys, int yw, int yh, const TC* u, const TC* v, int cs,
                           int cw, int ch, const ColorMatrix& c, int x, int row, int dw, int dh,
                           float rgb[3]) {
     float Y = bilinear_px(y, ys, yw, yh, x, row, dw, dh);
     float U = bilinear_px(u, cs, cw, ch, x, row, dw, dh);
     float V = bilinear_px(v, cs, cw, ch, x, row, dw, dh);
     yuv_to_rgb01(c, Y, U, V, rgb);
+    return Y;
 }
 
 // One matte value after the guided filter: temporal smoothing against ``*prev`` (updated in
@@ -192,6 +194,31 @@ LFX_HD void guided_ab_px(float mean_i, float mean_p, float mean_ii, float mean_i
 
 LFX_HD float guided_out_px(float mean_a, float mean_b, float guide) {
     return mean_a * guide + mean_b;
+}
+
+// The masked blur's result at one pixel of its pyramid level, rounded to uint8 as the cpu
+// backend stores it: blur(x·w) / blur(w), or x where no background is near.
+template <typename T>
+LFX_HD float blur_ratio_u8(const float* num, const float* den, const T* x, int xs, int lw, int i,
+                           int j) {
+    size_t k = (size_t)j * lw + i;
+    return (float)to_u8(masked_ratio(num[k], den[k], (float)x[(size_t)j * xs + i]));
+}
+
+// The blurred background at pixel (i, j) of its plane (ow × oh): the level's uint8 ratios
+// (lw × lh), bilinearly upsampled (the cpu backend's ratio, then resize, in one pass).
+template <typename T>
+LFX_HD uint8_t blur_up_px(const float* num, const float* den, const T* x, int xs, int lw, int lh,
+                          int i, int j, int ow, int oh) {
+    Tap tx = bilinear_tap(i, lw, ow);
+    Tap ty = bilinear_tap(j, lh, oh);
+    float a = blur_ratio_u8(num, den, x, xs, lw, tx.j0, ty.j0);
+    float b = blur_ratio_u8(num, den, x, xs, lw, tx.j1, ty.j0);
+    float c = blur_ratio_u8(num, den, x, xs, lw, tx.j0, ty.j1);
+    float d = blur_ratio_u8(num, den, x, xs, lw, tx.j1, ty.j1);
+    float top = a * (1.f - tx.f) + b * tx.f;
+    float bot = c * (1.f - tx.f) + d * tx.f;
+    return to_u8(top * (1.f - ty.f) + bot * ty.f);
 }
 
 LFX_HD float box_mean_v_px(const float* p, int stride, int h, int x, int y, int r) {

@@ -122,40 +122,40 @@ BLOCK = (32, 8, 1)
 
 @pytest.mark.parametrize("w,h", [(322, 242), (1920, 1080), (6, 2)])
 def test_halve(dev: Dev, w: int, h: int) -> None:
+    """Two planes (U and V, one after the other) per launch, as the chain halves them."""
     rng = np.random.default_rng(w)
-    plane = rng.integers(0, 256, (h, w), np.uint8)
-    src = dev.put(plane)
+    planes = rng.integers(0, 256, (2, h, w), np.uint8)
+    src = dev.put(planes)
     dw, dh = w // 2, h // 2
-    out = dev.empty(dw * dh * 4)
+    n = dw * dh
+    out = dev.empty(2 * n * 4)
     got = poisoned_runs(
         dev,
         out,
-        dw * dh * 4,
-        lambda: dev.launch("lfx_halve_u8", grid2(dw, dh), BLOCK, P(src), w, P(out), dw, dh),
-        (dh, dw),
+        2 * n * 4,
+        lambda: dev.launch(
+            "lfx_halve_u8", grid2(dw, dh, 2), BLOCK, P(src), w, w * h, P(out), dw, dh, n
+        ),
+        (2, dh, dw),
         np.float32,
     )
-    assert relerr(got, reference.halve(plane)) < 1e-7
+    for i in range(2):
+        assert relerr(got[i], reference.halve(planes[i])) < 1e-7
     if dw % 2 == 0 and dh % 2 == 0:
-        out2 = dev.empty((dw // 2) * (dh // 2) * 4)
+        qw, qh = dw // 2, dh // 2
+        out2 = dev.empty(2 * qw * qh * 4)
         got2 = poisoned_runs(
             dev,
             out2,
-            (dw // 2) * (dh // 2) * 4,
+            2 * qw * qh * 4,
             lambda: dev.launch(
-                "lfx_halve_f32",
-                grid2(dw // 2, dh // 2),
-                BLOCK,
-                P(out),
-                dw,
-                P(out2),
-                dw // 2,
-                dh // 2,
+                "lfx_halve_f32", grid2(qw, qh, 2), BLOCK, P(out), dw, n, P(out2), qw, qh, qw * qh
             ),
-            (dh // 2, dw // 2),
+            (2, qh, qw),
             np.float32,
         )
-        assert relerr(got2, reference.halve(reference.halve(plane))) < 1e-6
+        for i in range(2):
+            assert relerr(got2[i], reference.halve(reference.halve(planes[i]))) < 1e-6
 
 
 @pytest.mark.parametrize("yt", ["u8", "f32"])
@@ -178,7 +178,7 @@ def test_preprocess(dev: Dev, yt: str, ct: str, ot: str, colorspace: str, full: 
     ref = np.clip(np.einsum("ij,jhw->ihw", mat, yuv - off[:, None, None]), 0, 1)
     py, pu, pv = dev.put(y), dev.put(u), dev.put(v)
     nbytes = 3 * dw * dh * (4 if ot == "f32" else 2)
-    out = dev.empty(nbytes)
+    out, luma = dev.empty(nbytes), dev.empty(dw * dh)
     cm = color_matrix(colorspace, full)
     got = poisoned_runs(
         dev,
@@ -199,6 +199,7 @@ def test_preprocess(dev: Dev, yt: str, ct: str, ot: str, colorspace: str, full: 
             ch,
             cm,
             P(out),
+            P(luma),
             dw,
             dh,
         ),
@@ -206,32 +207,8 @@ def test_preprocess(dev: Dev, yt: str, ct: str, ot: str, colorspace: str, full: 
         np.float32 if ot == "f32" else np.float16,
     )
     assert relerr(got, ref) < (1e-5 if ot == "f32" else 1e-3)
-
-
-@pytest.mark.parametrize("name", ["lfx_resize_f32_f32", "lfx_resize_f32_u8", "lfx_resize_u8_u8"])
-@pytest.mark.parametrize("size", [(37, 29, 256, 144), (300, 200, 171, 113)])
-def test_resize(dev: Dev, name: str, size: tuple[int, int, int, int]) -> None:
-    sw, sh, dw, dh = size
-    rng = np.random.default_rng(sw)
-    t_in, t_out = name.split("_")[2:]
-    src = (rng.random((sh, sw)) * 255).astype(np.float32)
-    if t_in == "u8":
-        src = np.rint(src).astype(np.uint8)
-    ref = reference.resize(src, dw, dh)
-    itemsize = 4 if t_out == "f32" else 1
-    p, out = dev.put(src), dev.empty(dw * dh * itemsize)
-    got = poisoned_runs(
-        dev,
-        out,
-        dw * dh * itemsize,
-        lambda: dev.launch(name, grid2(dw, dh), BLOCK, P(p), sw, sw, sh, P(out), dw, dw, dh),
-        (dh, dw),
-        np.float32 if t_out == "f32" else np.uint8,
-    )
-    if t_out == "f32":
-        assert relerr(got, ref) < 1e-6
-    else:
-        assert np.abs(got.astype(int) - np.clip(np.rint(ref), 0, 255)).max() <= 1
+    guide = dev.get(luma, (dh, dw), np.uint8).astype(int)
+    assert np.abs(guide - np.clip(np.rint(yuv[0]), 0, 255)).max() <= 1
 
 
 def box_passes(dev: Dev, src: int, tmp: int, dst: int, w: int, h: int, r: int, z: int) -> None:
@@ -293,6 +270,7 @@ def test_guided_filter(dev: Dev) -> None:
     pl, pm = dev.put(luma), dev.put(mask)
     stack, tmp, means = dev.empty(16 * n), dev.empty(16 * n), dev.empty(16 * n)
     ab, mab, out = dev.empty(8 * n), dev.empty(8 * n), dev.empty(4 * n)
+    prev, first = dev.empty(4 * n), dev.put(np.array([1], np.int32))
 
     def run() -> None:
         dev.launch("lfx_guided_products", grid2(w, h), BLOCK, P(pl), w, P(pm), P(stack), w, h)
@@ -312,19 +290,27 @@ def test_guided_filter(dev: Dev) -> None:
             eps,
         )
         box_passes(dev, ab, tmp, mab, w, h, r, 2)
+        # First frame (no history), a ramp of width 1 around 0.5: the matte is the filtered
+        # mask clipped to [0, 1], and the history holds the filtered mask itself.
         dev.launch(
-            "lfx_guided_out",
+            "lfx_guided_smooth_ramp",
             ((n + 255) // 256, 1, 1),
             (256, 1, 1),
             P(mab),
             P(mab + f),
             P(stack),
+            P(prev),
             P(out),
             n,
+            P(first),
+            0.7,
+            0.5,
+            1.0,
         )
 
     got = poisoned_runs(dev, out, 4 * n, run, (h, w), np.float32)
-    assert relerr(got, ref) < 1e-3
+    assert relerr(got, np.clip(ref, 0, 1)) < 1e-3
+    assert relerr(dev.get(prev, (h, w), np.float32), ref) < 1e-3
 
 
 @pytest.mark.parametrize("smoothing,feather", [(0.7, 0.5), (0.0, 0.0), (1.0, 0.1)])
@@ -399,42 +385,68 @@ def test_upsample_mattes(dev: Dev, w: int, h: int) -> None:
 
 
 @pytest.mark.parametrize("xt", ["u8", "f32"])
-def test_masked_blur(dev: Dev, xt: str) -> None:
-    """share → x·share → two box passes over [x·share, share] in one launch each → ratio."""
+@pytest.mark.parametrize("planes", [1, 3])
+def test_masked_blur(dev: Dev, xt: str, planes: int) -> None:
+    """inputs (x·share of each plane, and share) → two box passes over the stack, one launch
+    each → ratio + upsample per plane; against the reference's masked blur, rounded to uint8
+    at the level, then resized."""
     from engine.samples import sample_rgb
 
-    w, h, r = 240, 135, 6
-    x = reference.resize(sample_rgb("astronaut")[..., 0], w, h)
-    x = np.rint(x).astype(np.uint8) if xt == "u8" else x.astype(np.float32)
+    w, h, r, ow, oh = 240, 135, 6, 960, 540
+    rgb = sample_rgb("astronaut")
+    xs = [reference.resize(rgb[..., c], w, h) for c in range(planes)]
+    xs = [np.rint(x).astype(np.uint8) if xt == "u8" else x.astype(np.float32) for x in xs]
     yy, xx = np.mgrid[0:h, 0:w]
     matte = np.clip(1.5 - np.hypot(xx - w / 2, yy - h / 2) / 40.0, 0, 1).astype(np.float32)
-    ref = np.clip(np.rint(reference.masked_blur(x, 1.0 - matte, r)), 0, 255)
     n = w * h
-    px, pm = dev.put(x), dev.put(matte)
-    stack, tmp, small = dev.empty(8 * n), dev.empty(8 * n), dev.empty(n)
-    share = stack + 4 * n
+    px = [dev.put(x) for x in xs]
+    pm = dev.put(matte)
+    stack, tmp = dev.empty(4 * n * (planes + 1)), dev.empty(4 * n * (planes + 1))
+    share = stack + 4 * n * planes
+    outs = [dev.empty(ow * oh) for _ in range(planes)]
+    xargs: list[Any] = []
+    for m in range(3):
+        xargs += [P(px[min(m, planes - 1)]), w]
 
     def run() -> None:
-        dev.launch("lfx_background_share", grid2(w, h), BLOCK, P(pm), w, w, h, P(share), w, h)
-        dev.launch(f"lfx_weigh_{xt}", grid2(w, h), BLOCK, P(px), w, P(share), P(stack), w, h)
-        box_passes(dev, stack, tmp, stack, w, h, r, 2)
-        box_passes(dev, stack, tmp, stack, w, h, r, 2)
         dev.launch(
-            f"lfx_masked_ratio_{xt}",
+            f"lfx_blur_inputs_{xt}",
             grid2(w, h),
             BLOCK,
-            P(stack),
-            P(share),
-            P(px),
+            P(pm),
             w,
-            P(small),
+            w,
+            h,
+            *xargs,
+            planes,
+            P(stack),
             w,
             h,
         )
+        box_passes(dev, stack, tmp, stack, w, h, r, planes + 1)
+        box_passes(dev, stack, tmp, stack, w, h, r, planes + 1)
+        for i in range(planes):
+            dev.launch(
+                f"lfx_blur_up_{xt}",
+                grid2(ow, oh),
+                BLOCK,
+                P(stack + 4 * n * i),
+                P(share),
+                P(px[i]),
+                w,
+                w,
+                h,
+                P(outs[i]),
+                ow,
+                oh,
+            )
 
-    got = poisoned_runs(dev, small, n, run, (h, w), np.uint8).astype(int)
-    diff = np.abs(got - ref)
-    assert np.mean(diff > 1) < 1e-3 and diff.mean() < 0.1
+    for i in range(planes):
+        got = poisoned_runs(dev, outs[i], ow * oh, run, (oh, ow), np.uint8).astype(int)
+        small = np.clip(np.rint(reference.masked_blur(xs[i], 1.0 - matte, r)), 0, 255)
+        ref = np.clip(np.rint(reference.resize(small, ow, oh)), 0, 255)
+        diff = np.abs(got - ref)
+        assert np.mean(diff > 1) < 1e-3 and diff.mean() < 0.1
 
 
 def test_composite(dev: Dev) -> None:

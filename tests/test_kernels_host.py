@@ -46,6 +46,7 @@ def lib() -> ctypes.CDLL:
         "lfx_masked_ratio": [F32, F32, F32, F32, INT],
         "lfx_guided_filter": [F32, F32, F32, F32, INT, INT, INT, FLT],
         "lfx_rgb01_to_yuv": [F32, F32, F32, F32, INT],
+        "lfx_blur_up": [F32, F32, F32, INT, INT, U8, INT, INT],
     }
     for name, args in sig.items():
         getattr(lib, name).argtypes = args
@@ -192,6 +193,14 @@ def test_box_mean_and_masked_blur(lib: ctypes.CDLL) -> None:
     lib.lfx_masked_ratio(num, den, photo, got, photo.size)
     want = reference.masked_blur(photo, weight, 4)
     assert float(np.abs(got - want).max()) < 0.05  # 8-bit values, float32 sums
+    # The ratio rounded to uint8 at the level and upsampled to the plane, in one pass.
+    for ow, oh in [(4 * w - 3, 4 * h + 1), (w + 7, h)]:
+        up = np.empty((oh, ow), np.uint8)
+        lib.lfx_blur_up(num, den, photo, w, h, up, ow, oh)
+        small = np.clip(np.rint(want), 0, 255)
+        ref = np.clip(np.rint(reference.resize(small, ow, oh)), 0, 255)
+        diff = np.abs(up.astype(int) - ref)
+        assert diff.max() <= 1 and diff.mean() < 0.05
 
 
 def test_guided_filter_on_a_real_frame(lib: ctypes.CDLL) -> None:

@@ -372,7 +372,6 @@ class FrameChain:
         self.d_means4 = self._bufs.alloc(4 * n_m * 4)
         self.d_ab = self._bufs.alloc(2 * n_m * 4)
         self.d_mab = self._bufs.alloc(2 * n_m * 4)
-        self.d_filtered = self._bufs.alloc(n_m * 4)
         self.d_prev = self._bufs.alloc(n_m * 4)
         self.d_matte = self._bufs.alloc(n_m * 4)
         self.d_first = self._bufs.alloc(4)
@@ -399,10 +398,15 @@ class FrameChain:
     def _plane(self, ptr: int, w: int, h: int) -> PlaneLevels:
         return PlaneLevels(ptr, w, h, [])
 
-    def _ensure_levels(self, plane: PlaneLevels, k: int) -> None:
-        while len(plane.levels) < k:
-            _, _, w, h, _ = plane.level(len(plane.levels))
-            plane.levels.append((self._bufs.alloc((w // 2) * (h // 2) * 4), w // 2, h // 2))
+    def _ensure_levels(self, planes: list[PlaneLevels], k: int) -> None:
+        """Float levels 1..k of ``planes`` (all of one size: U and V), each level's planes
+        in one allocation, one after the other, so that one launch halves them all."""
+        while len(planes[0].levels) < k:
+            _, _, w, h, _ = planes[0].level(len(planes[0].levels))
+            size = (w // 2) * (h // 2) * 4
+            base = self._bufs.alloc(size * len(planes))
+            for i, p in enumerate(planes):
+                p.levels.append((base + i * size, w // 2, h // 2))
 
     def scratch(self, key: Any, nbytes: int) -> int:
         """A device buffer made once per key (per size and use)."""
@@ -426,25 +430,42 @@ class FrameChain:
     def _copy_d2h(self, dst: int, src: int, nbytes: int) -> None:
         cd.check(cu.cuMemcpyDtoHAsync(dst, src, nbytes, self.stream.handle), "cuMemcpyDtoHAsync")
 
-    def _halve_ops(self, plane: PlaneLevels, k: int, tag: str) -> list[Op]:
-        self._ensure_levels(plane, k)
+    def _halve_ops(self, planes: list[PlaneLevels], k: int, tag: str) -> list[Op]:
+        """Levels 1..k of ``planes`` (Y alone, or U and V together: one launch per level)."""
+        self._ensure_levels(planes, k)
         ops = []
+        z = len(planes)
         for level in range(1, k + 1):
-            sp, ss, sw, sh, st = plane.level(level - 1)
-            dp, _, dw, dh, _ = plane.level(level)
+            sp, ss, sw, sh, st = planes[0].level(level - 1)
+            dp, _, dw, dh, _ = planes[0].level(level)
+            src_plane = (planes[-1].level(level - 1)[0] - sp) // (1 if st == "u8" else 4)
+            dst_plane = dw * dh
             name = f"lfx_halve_{st}"
 
             def run(
                 name: str = name,
                 sp: int = sp,
                 ss: int = ss,
+                src_plane: int = src_plane,
                 dp: int = dp,
                 dw: int = dw,
                 dh: int = dh,
+                dst_plane: int = dst_plane,
             ) -> None:
-                self._launch(name, grid2(dw, dh), BLOCK_2D, P(sp), ss, P(dp), dw, dh)
+                self._launch(
+                    name,
+                    grid2(dw, dh, z),
+                    BLOCK_2D,
+                    P(sp),
+                    ss,
+                    src_plane,
+                    P(dp),
+                    dw,
+                    dh,
+                    dst_plane,
+                )
 
-            nbytes = sw * sh * (1 if st == "u8" else 4) + dw * dh * 4
+            nbytes = z * (sw * sh * (1 if st == "u8" else 4) + dw * dh * 4)
             ops.append(Op(f"halve {tag} → {dw}×{dh}", nbytes, run))
         return ops
 
@@ -474,8 +495,8 @@ class FrameChain:
         # Halve as deep as the blur can ask for too (the blur's levels come from these).
         for i, p in enumerate(self.planes):
             depth[i] = max(depth[i], len(reference.pyramid_sizes(p.width, p.height, 5)) - 1)
-        for p, k, tag in zip(self.planes, depth, "YUV", strict=True):
-            ops += self._halve_ops(p, k, tag)
+        ops += self._halve_ops(self.planes[:1], depth[0], "Y")
+        ops += self._halve_ops(self.planes[1:], max(depth[1:]), "U+V")
         mw, mh = self.mask_w, self.mask_h
         yp, ys, yw, yh, yt = self.planes[0].level(self.k_model[0])
         up, cs, cw, ch, ct = self.planes[1].level(self.k_model[1])
@@ -484,8 +505,8 @@ class FrameChain:
         in_bytes = yw * yh * (1 if yt == "u8" else 4) + 2 * cw * ch * (1 if ct == "u8" else 4)
         ops.append(
             Op(
-                "preprocess",
-                in_bytes + self.model_nbytes,
+                "preprocess + luma guide",
+                in_bytes + self.model_nbytes + mw * mh,
                 lambda: self._launch(
                     name,
                     grid2(mw, mh),
@@ -501,18 +522,9 @@ class FrameChain:
                     ch,
                     self._cm,
                     P(self.d_model_in),
+                    P(self.d_luma),
                     mw,
                     mh,
-                ),
-            )
-        )
-        luma = f"lfx_resize_{yt}_u8"
-        ops.append(
-            Op(
-                "luma guide",
-                yw * yh * (1 if yt == "u8" else 4) + mw * mh,
-                lambda: self._launch(
-                    luma, grid2(mw, mh), BLOCK_2D, P(yp), ys, yw, yh, P(self.d_luma), mw, mw, mh
                 ),
             )
         )
@@ -578,7 +590,9 @@ class FrameChain:
             def run(
                 src: int = src, sw: int = sw, dst: int = dst, dw: int = dw, dh: int = dh
             ) -> None:
-                self._launch("lfx_halve_f32", grid2(dw, dh), BLOCK_2D, P(src), sw, P(dst), dw, dh)
+                self._launch(
+                    "lfx_halve_f32", grid2(dw, dh), BLOCK_2D, P(src), sw, 0, P(dst), dw, dh, 0
+                )
 
             ops.append(Op(f"halve matte → {dw}×{dh}", (sw * sh + dw * dh) * 4, run))
             src, sw, sh = dst, dw, dh
@@ -597,7 +611,6 @@ class FrameChain:
                     lambda: self._copy_h2d(self.d_mask, self.mask.ptr, f4),
                 )
             )
-        mask = self.d_mask
         if s.guided:
             ops.append(
                 Op(
@@ -644,40 +657,45 @@ class FrameChain:
             )
             ops.append(
                 Op(
-                    "guided: output",
-                    3 * f4 + f4,
+                    "guided: output + smooth + ramp",
+                    3 * f4 + 2 * f4 + f4,
                     lambda: self._launch(
-                        "lfx_guided_out",
+                        "lfx_guided_smooth_ramp",
                         grid1(n_m),
                         (BLOCK_1D, 1, 1),
                         P(self.d_mab),
                         P(self.d_mab + f4),
                         P(self.d_stack4),
-                        P(self.d_filtered),
+                        P(self.d_prev),
+                        P(self.d_matte),
                         n_m,
+                        P(self.d_first),
+                        float(s.smoothing),
+                        float(s.threshold),
+                        float(s.feather),
                     ),
                 )
             )
-            mask = self.d_filtered
-        ops.append(
-            Op(
-                "smooth + ramp",
-                3 * f4 + f4,
-                lambda: self._launch(
-                    "lfx_smooth_ramp",
-                    grid1(n_m),
-                    (BLOCK_1D, 1, 1),
-                    P(mask),
-                    P(self.d_prev),
-                    P(self.d_matte),
-                    n_m,
-                    P(self.d_first),
-                    float(s.smoothing),
-                    float(s.threshold),
-                    float(s.feather),
-                ),
+        else:
+            ops.append(
+                Op(
+                    "smooth + ramp",
+                    f4 + 2 * f4 + f4,
+                    lambda: self._launch(
+                        "lfx_smooth_ramp",
+                        grid1(n_m),
+                        (BLOCK_1D, 1, 1),
+                        P(self.d_mask),
+                        P(self.d_prev),
+                        P(self.d_matte),
+                        n_m,
+                        P(self.d_first),
+                        float(s.smoothing),
+                        float(s.threshold),
+                        float(s.feather),
+                    ),
+                )
             )
-        )
         w, h = self.width, self.height
         cw, ch = self.chroma
         ops.append(
@@ -797,134 +815,109 @@ class FrameChain:
     def _blur_ops(self, s: ChainSettings) -> list[Op]:
         """The masked blur of each plane at its pyramid level, upsampled into ``d_bg``.
 
-        Planes whose levels have the same size and radius share the background share, and
-        their box passes run as one launch over the stacked planes (x·w of each, then w)."""
+        Planes whose levels have the same size, type and radius are blurred together: one
+        launch writes x·share of each and the share, stacked; each box pass is one launch over
+        the stack; then one launch per plane takes the ratio and upsamples it."""
         plans = self.blur_plans(s)
-        groups: dict[tuple[int, int, int], list[int]] = {}
+        groups: dict[tuple[int, int, int, str], list[int]] = {}
         for i, (level, radius) in enumerate(plans):
-            _, _, lw, lh, _ = self.planes[i].level(level)
-            groups.setdefault((lw, lh, radius), []).append(i)
+            _, _, lw, lh, lt = self.planes[i].level(level)
+            groups.setdefault((lw, lh, radius, lt), []).append(i)
         o = self.plane_offsets()
         ops: list[Op] = []
-        for (lw, lh, r), members in groups.items():
+        for (lw, lh, r, lt), members in groups.items():
             n = len(members) + 1
             plane_bytes = lw * lh * 4
+            x_bytes = lw * lh * (1 if lt == "u8" else 4)
             stack = self.scratch(("stack", lw, lh, n), n * plane_bytes)
             tmp = self.scratch(("stack tmp", lw, lh, n), n * plane_bytes)
             share = stack + len(members) * plane_bytes
             matte_ops, (mp, ms, msw, msh) = self._resample_matte(lw, lh)
             ops += matte_ops
+            xs = [self.planes[i].level(plans[i][0]) for i in members]
+            xargs: list[Any] = []
+            for m in range(3):
+                xp, xstride = xs[min(m, len(xs) - 1)][:2]
+                xargs += [P(xp), xstride]
+            tag = "+".join("YUV"[i] for i in members)
 
-            def run_share(
+            def run_inputs(
                 mp: int = mp,
                 ms: int = ms,
                 msw: int = msw,
                 msh: int = msh,
-                share: int = share,
+                xargs: list[Any] = xargs,
+                k: int = len(members),
+                stack: int = stack,
                 lw: int = lw,
                 lh: int = lh,
+                lt: str = lt,
             ) -> None:
                 self._launch(
-                    "lfx_background_share",
+                    f"lfx_blur_inputs_{lt}",
                     grid2(lw, lh),
                     BLOCK_2D,
                     P(mp),
                     ms,
                     msw,
                     msh,
-                    P(share),
+                    *xargs,
+                    k,
+                    P(stack),
                     lw,
                     lh,
                 )
 
-            ops.append(Op(f"blur: share {lw}×{lh}", msw * msh * 4 + plane_bytes, run_share))
+            ops.append(
+                Op(
+                    f"blur: inputs {tag} {lw}×{lh}",
+                    msw * msh * 4 + len(members) * x_bytes + n * plane_bytes,
+                    run_inputs,
+                )
+            )
+            box_tag = f"blur ×{n} {lw}×{lh}"
+            ops += self._box_ops(stack, tmp, lw, lh, r, n, box_tag)
+            ops += self._box_ops(stack, tmp, lw, lh, r, n, box_tag)
             for slot, i in enumerate(members):
-                xp, xs, _, _, xt = self.planes[i].level(plans[i][0])
-                xw = stack + slot * plane_bytes
-
-                def run_weigh(
-                    xp: int = xp,
-                    xs: int = xs,
-                    xt: str = xt,
-                    xw: int = xw,
-                    share: int = share,
-                    lw: int = lw,
-                    lh: int = lh,
-                ) -> None:
-                    self._launch(
-                        f"lfx_weigh_{xt}",
-                        grid2(lw, lh),
-                        BLOCK_2D,
-                        P(xp),
-                        xs,
-                        P(share),
-                        P(xw),
-                        lw,
-                        lh,
-                    )
-
-                x_bytes = lw * lh * (1 if xt == "u8" else 4)
-                ops.append(Op(f"blur: x·share {'YUV'[i]}", x_bytes + 2 * plane_bytes, run_weigh))
-            tag = f"blur ×{n} {lw}×{lh}"
-            ops += self._box_ops(stack, tmp, lw, lh, r, n, tag)
-            ops += self._box_ops(stack, tmp, lw, lh, r, n, tag)
-            for slot, i in enumerate(members):
-                xp, xs, _, _, xt = self.planes[i].level(plans[i][0])
-                small = self.scratch(("blur small", i, lw, lh), lw * lh)
+                xp, xstride = xs[slot][:2]
                 num = stack + slot * plane_bytes
                 pw, ph = self.planes[i].width, self.planes[i].height
                 dst = self.d_bg + o[i]
 
-                def run_ratio(
+                def run_up(
                     num: int = num,
                     xp: int = xp,
-                    xs: int = xs,
-                    xt: str = xt,
-                    small: int = small,
+                    xstride: int = xstride,
                     share: int = share,
-                    lw: int = lw,
-                    lh: int = lh,
-                ) -> None:
-                    self._launch(
-                        f"lfx_masked_ratio_{xt}",
-                        grid2(lw, lh),
-                        BLOCK_2D,
-                        P(num),
-                        P(share),
-                        P(xp),
-                        xs,
-                        P(small),
-                        lw,
-                        lh,
-                    )
-
-                def run_up(
-                    small: int = small,
                     lw: int = lw,
                     lh: int = lh,
                     dst: int = dst,
                     pw: int = pw,
                     ph: int = ph,
+                    lt: str = lt,
                 ) -> None:
                     self._launch(
-                        "lfx_resize_u8_u8",
+                        f"lfx_blur_up_{lt}",
                         grid2(pw, ph),
                         BLOCK_2D,
-                        P(small),
-                        lw,
+                        P(num),
+                        P(share),
+                        P(xp),
+                        xstride,
                         lw,
                         lh,
                         P(dst),
                         pw,
-                        pw,
                         ph,
                     )
 
-                x_bytes = lw * lh * (1 if xt == "u8" else 4)
                 ops.append(
-                    Op(f"blur: ratio {'YUV'[i]}", 2 * plane_bytes + x_bytes + lw * lh, run_ratio)
+                    Op(
+                        f"blur: ratio + upsample {'YUV'[i]}",
+                        2 * plane_bytes + x_bytes + pw * ph,
+                        run_up,
+                    )
                 )
-                ops.append(Op(f"blur: upsample {'YUV'[i]}", lw * lh + pw * ph, run_up))
         return ops
 
     # -- graphs and the per-frame calls --------------------------------------------------------
