@@ -121,7 +121,7 @@ def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> d
         blur_strength=config.effect.strength if effect == "blur" else 0.0,
         colour=(149, 43, 21),
     )
-    ops = chain.pre_ops() + chain.post_ops(settings)
+    ops = chain.pre_ops(settings) + chain.post_ops(settings)
     rows = []
 
     def graph_ms(graph: Any, n: int, warmup: int = 5) -> list[float]:

@@ -51,8 +51,11 @@ void lfx_smooth_ramp(const float* mask, float* prev, float* matte, int n, int fi
 void lfx_upsample_matte(const float* matte, int mw, int mh, uint8_t* out, int stride, int w,
                         int h) {
     for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x)
-            out[(size_t)y * stride + x] = upsample_matte_px(matte, mw, mh, x, y, w, h);
+        for (int x = 0; x < w; x += LFX_PX) {
+            uint8_t v[LFX_PX];
+            resample_row_u8(matte, mw, mw, mh, x, y, w, h, 255.f, v);
+            for (int k = 0; k < LFX_PX && x + k < w; ++k) out[(size_t)y * stride + x + k] = v[k];
+        }
 }
 
 void lfx_composite(const uint8_t* fg, const uint8_t* bg, const uint8_t* alpha, uint8_t* out,
@@ -92,11 +95,17 @@ void lfx_masked_ratio(const float* num, const float* den, const float* x, float*
     for (int i = 0; i < n; ++i) out[i] = masked_ratio(num[i], den[i], x[i]);
 }
 
+// The kernels' two steps: the ratio rounded to uint8 at the level, then its upsampling, a row
+// group of LFX_PX pixels at a time.
 void lfx_blur_up(const float* num, const float* den, const float* x, int lw, int lh,
-                 uint8_t* out, int ow, int oh) {
+                 uint8_t* small, uint8_t* out, int ow, int oh) {
+    for (size_t k = 0; k < (size_t)lw * lh; ++k) small[k] = blur_ratio_px(num[k], den[k], x[k]);
     for (int j = 0; j < oh; ++j)
-        for (int i = 0; i < ow; ++i)
-            out[(size_t)j * ow + i] = blur_up_px(num, den, x, lw, lw, lh, i, j, ow, oh);
+        for (int i = 0; i < ow; i += LFX_PX) {
+            uint8_t v[LFX_PX];
+            resample_row_u8(small, lw, lw, lh, i, j, ow, oh, 1.f, v);
+            for (int k = 0; k < LFX_PX && i + k < ow; ++k) out[(size_t)j * ow + i + k] = v[k];
+        }
 }
 
 void lfx_rgb01_to_yuv(const float* rgb, const float* inv9, const float* off3, float* yuv, int n) {

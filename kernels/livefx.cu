@@ -41,6 +41,21 @@ __device__ void preprocess(const TY* y, int ys, int yw, int yh, const TC* u, con
     out[2 * plane + i] = (O)rgb[2];
 }
 
+// One thread's LFX_PX outputs of a resampled row, stored as one 4-byte word where the row
+// allows it.
+template <typename T>
+__device__ __forceinline__ void row_out(const T* src, int ss, int sw, int sh, int x0, int y,
+                                        int dw, int dh, float mul, uint8_t* row) {
+    uint8_t v[LFX_PX];
+    resample_row_u8(src, ss, sw, sh, x0, y, dw, dh, mul, v);
+    uint8_t* p = row + x0;
+    if (x0 + LFX_PX <= dw && ((size_t)p & 3) == 0) {
+        *(uchar4*)p = make_uchar4(v[0], v[1], v[2], v[3]);
+    } else {
+        for (int k = 0; k < LFX_PX && x0 + k < dw; ++k) p[k] = v[k];
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -90,13 +105,13 @@ __global__ void lfx_smooth_ramp(const float* mask, float* prev, float* matte, in
     if (i < n) matte[i] = smooth_ramp_px(mask[i], prev + i, *first, smoothing, threshold, feather);
 }
 
-// Both uint8 mattes in one launch: the grid covers the Y plane; threads inside the U/V size
-// also write the chroma matte.
+// Both uint8 mattes in one launch, LFX_PX pixels per thread along x: the grid covers the Y
+// plane; threads inside the U/V size also write the chroma matte.
 __global__ void lfx_upsample_mattes(const float* matte, int mw, int mh, uint8_t* ay, int ys,
                                     int w, int h, uint8_t* auv, int cs, int cw, int ch) {
-    int x = gx(), y = gy();
-    if (x < w && y < h) ay[(size_t)y * ys + x] = upsample_matte_px(matte, mw, mh, x, y, w, h);
-    if (x < cw && y < ch) auv[(size_t)y * cs + x] = upsample_matte_px(matte, mw, mh, x, y, cw, ch);
+    int x0 = gx() * LFX_PX, y = gy();
+    if (x0 < w && y < h) row_out(matte, mw, mw, mh, x0, y, w, h, 255.f, ay + (size_t)y * ys);
+    if (x0 < cw && y < ch) row_out(matte, mw, mw, mh, x0, y, cw, ch, 255.f, auv + (size_t)y * cs);
 }
 
 // The guided filter around lfx_box_h/lfx_box_v. The inputs of its first four box means as
@@ -157,17 +172,31 @@ LFX_BLUR_INPUTS(lfx_blur_inputs_u8, uint8_t)
 LFX_BLUR_INPUTS(lfx_blur_inputs_f32, float)
 #undef LFX_BLUR_INPUTS
 
-// The blurred plane at full size: the ratio blur(x·w) / blur(w) at the level, rounded to uint8,
-// bilinearly upsampled (``blur_up_px``). Output packed (stride = width).
-#define LFX_BLUR_UP(NAME, T)                                                                    \
-    __global__ void NAME(const float* num, const float* den, const T* x, int xs, int lw, int lh, \
-                         uint8_t* out, int ow, int oh) {                                        \
+// The masked blur's ratio blur(x·w) / blur(w) (x where no background is near), rounded to
+// uint8 at the level's size, for the ``n`` planes of a stack made by lfx_blur_inputs (whose
+// last plane is the blurred share): small plane m = stack plane m ÷ the last.
+#define LFX_BLUR_RATIO(NAME, T)                                                                 \
+    __global__ void NAME(const float* stack, const T* x0, int xs0, const T* x1, int xs1,        \
+                         const T* x2, int xs2, int n, uint8_t* small, int w, int h) {           \
         int i = gx(), j = gy();                                                                 \
-        if (i < ow && j < oh) out[(size_t)j * ow + i] = blur_up_px(num, den, x, xs, lw, lh, i, j, ow, oh); \
+        if (i >= w || j >= h) return;                                                           \
+        size_t k = (size_t)j * w + i, plane = (size_t)w * h;                                    \
+        float den = stack[n * plane + k];                                                       \
+        small[k] = blur_ratio_px(stack[k], den, (float)x0[(size_t)j * xs0 + i]);                \
+        if (n > 1) small[plane + k] = blur_ratio_px(stack[plane + k], den, (float)x1[(size_t)j * xs1 + i]); \
+        if (n > 2) small[2 * plane + k] = blur_ratio_px(stack[2 * plane + k], den, (float)x2[(size_t)j * xs2 + i]); \
     }
-LFX_BLUR_UP(lfx_blur_up_u8, uint8_t)
-LFX_BLUR_UP(lfx_blur_up_f32, float)
-#undef LFX_BLUR_UP
+LFX_BLUR_RATIO(lfx_blur_ratio_u8, uint8_t)
+LFX_BLUR_RATIO(lfx_blur_ratio_f32, float)
+#undef LFX_BLUR_RATIO
+
+// A uint8 plane bilinearly upsampled (the blurred background to its plane's size), LFX_PX
+// pixels per thread along x.
+__global__ void lfx_upsample_u8(const uint8_t* src, int ss, int sw, int sh, uint8_t* dst, int ds,
+                                int dw, int dh) {
+    int x0 = gx() * LFX_PX, y = gy();
+    if (x0 < dw && y < dh) row_out(src, ss, sw, sh, x0, y, dw, dh, 1.f, dst + (size_t)y * ds);
+}
 
 // Horizontal box mean, radius r, through a shared-memory row tile of blockDim.x + 2r values.
 // Launch with blockDim (N, 1) and (N + 2r)·4 bytes of dynamic shared memory. gridDim.z planes

@@ -20,7 +20,9 @@ typedef unsigned char uint8_t;
 
 #ifdef __CUDACC__
 #define LFX_HD __host__ __device__ __forceinline__
+#define LFX_UNROLL _Pragma("unroll")
 #else
+#define LFX_UNROLL
 #include <math.h>
 #define LFX_HD inline
 #endif
@@ -48,14 +50,21 @@ struct Tap {
     float f;
 };
 
-LFX_HD Tap bilinear_tap(int i, int src, int dst) {
-    float x = ((float)i + 0.5f) * (float)src / (float)dst - 0.5f;
+// src / dst: a resample's step, computed once by a thread that makes several outputs.
+LFX_HD float tap_scale(int src, int dst) { return (float)src / (float)dst; }
+
+LFX_HD Tap bilinear_tap_s(int i, int src, float scale) {
+    float x = ((float)i + 0.5f) * scale - 0.5f;
     x = x < 0.f ? 0.f : (x > (float)(src - 1) ? (float)(src - 1) : x);
     Tap t;
     t.j0 = (int)floorf(x);
     t.j1 = t.j0 + 1 < src ? t.j0 + 1 : src - 1;
     t.f = x - (float)t.j0;
     return t;
+}
+
+LFX_HD Tap bilinear_tap(int i, int src, int dst) {
+    return bilinear_tap_s(i, src, tap_scale(src, dst));
 }
 
 // How many exact 2×2 halvings come before the bilinear step (the reference's ``halvings``).
@@ -167,11 +176,6 @@ LFX_HD float smooth_ramp_px(float m, float* prev, int first, float smoothing, fl
     return matte_curve_px(s, threshold, feather);
 }
 
-// The uint8 matte at (x, y) of a w × h plane from the mask-resolution matte (mw × mh, in [0, 1]):
-// the reference's ``refine`` upsampling. Mattes are upsampled, never halved.
-LFX_HD uint8_t upsample_matte_px(const float* matte, int mw, int mh, int x, int y, int w, int h) {
-    return to_u8(bilinear_px(matte, mw, mw, mh, x, y, w, h) * 255.f);
-}
 
 // Horizontal and vertical box means of radius r at (x, y), reflect-101 borders: the two passes
 // of the reference's ``box_mean``.
@@ -198,27 +202,28 @@ LFX_HD float guided_out_px(float mean_a, float mean_b, float guide) {
 
 // The masked blur's result at one pixel of its pyramid level, rounded to uint8 as the cpu
 // backend stores it: blur(x·w) / blur(w), or x where no background is near.
-template <typename T>
-LFX_HD float blur_ratio_u8(const float* num, const float* den, const T* x, int xs, int lw, int i,
-                           int j) {
-    size_t k = (size_t)j * lw + i;
-    return (float)to_u8(masked_ratio(num[k], den[k], (float)x[(size_t)j * xs + i]));
-}
+LFX_HD uint8_t blur_ratio_px(float num, float den, float x) { return to_u8(masked_ratio(num, den, x)); }
 
-// The blurred background at pixel (i, j) of its plane (ow × oh): the level's uint8 ratios
-// (lw × lh), bilinearly upsampled (the cpu backend's ratio, then resize, in one pass).
+// Row ``y`` of a bilinear resample (after the caller's halvings) at LFX_PX consecutive outputs
+// from x0, scaled by ``mul`` and rounded to uint8: one thread's work in the upsampling kernels
+// (the mattes, the blurred background). The vertical tap and the horizontal step are computed
+// once for the group.
+#define LFX_PX 4
 template <typename T>
-LFX_HD uint8_t blur_up_px(const float* num, const float* den, const T* x, int xs, int lw, int lh,
-                          int i, int j, int ow, int oh) {
-    Tap tx = bilinear_tap(i, lw, ow);
-    Tap ty = bilinear_tap(j, lh, oh);
-    float a = blur_ratio_u8(num, den, x, xs, lw, tx.j0, ty.j0);
-    float b = blur_ratio_u8(num, den, x, xs, lw, tx.j1, ty.j0);
-    float c = blur_ratio_u8(num, den, x, xs, lw, tx.j0, ty.j1);
-    float d = blur_ratio_u8(num, den, x, xs, lw, tx.j1, ty.j1);
-    float top = a * (1.f - tx.f) + b * tx.f;
-    float bot = c * (1.f - tx.f) + d * tx.f;
-    return to_u8(top * (1.f - ty.f) + bot * ty.f);
+LFX_HD void resample_row_u8(const T* src, int ss, int sw, int sh, int x0, int y, int dw, int dh,
+                            float mul, uint8_t out[LFX_PX]) {
+    Tap ty = bilinear_tap(y, sh, dh);
+    float sx = tap_scale(sw, dw);
+    const T* r0 = src + (size_t)ty.j0 * ss;
+    const T* r1 = src + (size_t)ty.j1 * ss;
+    LFX_UNROLL
+    for (int k = 0; k < LFX_PX; ++k) {
+        int x = x0 + k < dw ? x0 + k : dw - 1;
+        Tap tx = bilinear_tap_s(x, sw, sx);
+        float top = (float)r0[tx.j0] * (1.f - tx.f) + (float)r0[tx.j1] * tx.f;
+        float bot = (float)r1[tx.j0] * (1.f - tx.f) + (float)r1[tx.j1] * tx.f;
+        out[k] = to_u8((top * (1.f - ty.f) + bot * ty.f) * mul);
+    }
 }
 
 LFX_HD float box_mean_v_px(const float* p, int stride, int h, int x, int y, int r) {

@@ -364,7 +364,7 @@ def test_upsample_mattes(dev: Dev, w: int, h: int) -> None:
         dev.poison(auv, cw * ch, byte)
         dev.launch(
             "lfx_upsample_mattes",
-            grid2(w, h),
+            grid2((w + 3) // 4, h),  # four pixels per thread along x
             BLOCK,
             P(pm),
             mw,
@@ -388,11 +388,12 @@ def test_upsample_mattes(dev: Dev, w: int, h: int) -> None:
 @pytest.mark.parametrize("planes", [1, 3])
 def test_masked_blur(dev: Dev, xt: str, planes: int) -> None:
     """inputs (x·share of each plane, and share) → two box passes over the stack, one launch
-    each → ratio + upsample per plane; against the reference's masked blur, rounded to uint8
-    at the level, then resized."""
+    each → the ratios (one launch) → upsampling per plane; against the reference's masked blur,
+    rounded to uint8 at the level, then resized."""
+    from engine.ops.cuda import PX
     from engine.samples import sample_rgb
 
-    w, h, r, ow, oh = 240, 135, 6, 960, 540
+    w, h, r = 240, 135, 6
     rgb = sample_rgb("astronaut")
     xs = [reference.resize(rgb[..., c], w, h) for c in range(planes)]
     xs = [np.rint(x).astype(np.uint8) if xt == "u8" else x.astype(np.float32) for x in xs]
@@ -402,8 +403,9 @@ def test_masked_blur(dev: Dev, xt: str, planes: int) -> None:
     px = [dev.put(x) for x in xs]
     pm = dev.put(matte)
     stack, tmp = dev.empty(4 * n * (planes + 1)), dev.empty(4 * n * (planes + 1))
-    share = stack + 4 * n * planes
-    outs = [dev.empty(ow * oh) for _ in range(planes)]
+    small = dev.empty(n * planes)
+    sizes = [(960, 540), (1917, 1079), (481, 270)][:planes]
+    outs = [dev.empty(ow * oh) for ow, oh in sizes]
     xargs: list[Any] = []
     for m in range(3):
         xargs += [P(px[min(m, planes - 1)]), w]
@@ -425,26 +427,29 @@ def test_masked_blur(dev: Dev, xt: str, planes: int) -> None:
         )
         box_passes(dev, stack, tmp, stack, w, h, r, planes + 1)
         box_passes(dev, stack, tmp, stack, w, h, r, planes + 1)
-        for i in range(planes):
+        dev.launch(
+            f"lfx_blur_ratio_{xt}", grid2(w, h), BLOCK, P(stack), *xargs, planes, P(small), w, h
+        )
+        for i, (ow, oh) in enumerate(sizes):
             dev.launch(
-                f"lfx_blur_up_{xt}",
-                grid2(ow, oh),
+                "lfx_upsample_u8",
+                grid2((ow + PX - 1) // PX, oh),
                 BLOCK,
-                P(stack + 4 * n * i),
-                P(share),
-                P(px[i]),
+                P(small + n * i),
                 w,
                 w,
                 h,
                 P(outs[i]),
                 ow,
+                ow,
                 oh,
             )
 
-    for i in range(planes):
+    for i, (ow, oh) in enumerate(sizes):
         got = poisoned_runs(dev, outs[i], ow * oh, run, (oh, ow), np.uint8).astype(int)
-        small = np.clip(np.rint(reference.masked_blur(xs[i], 1.0 - matte, r)), 0, 255)
-        ref = np.clip(np.rint(reference.resize(small, ow, oh)), 0, 255)
+        level = np.clip(np.rint(reference.masked_blur(xs[i], 1.0 - matte, r)), 0, 255)
+        assert np.mean(dev.get(small + n * i, (h, w), np.uint8) != level) < 1e-3
+        ref = np.clip(np.rint(reference.resize(level, ow, oh)), 0, 255)
         diff = np.abs(got - ref)
         assert np.mean(diff > 1) < 1e-3 and diff.mean() < 0.1
 

@@ -46,7 +46,7 @@ def lib() -> ctypes.CDLL:
         "lfx_masked_ratio": [F32, F32, F32, F32, INT],
         "lfx_guided_filter": [F32, F32, F32, F32, INT, INT, INT, FLT],
         "lfx_rgb01_to_yuv": [F32, F32, F32, F32, INT],
-        "lfx_blur_up": [F32, F32, F32, INT, INT, U8, INT, INT],
+        "lfx_blur_up": [F32, F32, F32, INT, INT, U8, U8, INT, INT],
     }
     for name, args in sig.items():
         getattr(lib, name).argtypes = args
@@ -195,8 +195,8 @@ def test_box_mean_and_masked_blur(lib: ctypes.CDLL) -> None:
     assert float(np.abs(got - want).max()) < 0.05  # 8-bit values, float32 sums
     # The ratio rounded to uint8 at the level and upsampled to the plane, in one pass.
     for ow, oh in [(4 * w - 3, 4 * h + 1), (w + 7, h)]:
-        up = np.empty((oh, ow), np.uint8)
-        lib.lfx_blur_up(num, den, photo, w, h, up, ow, oh)
+        up, small8 = np.empty((oh, ow), np.uint8), np.empty((h, w), np.uint8)
+        lib.lfx_blur_up(num, den, photo, w, h, small8, up, ow, oh)
         small = np.clip(np.rint(want), 0, 255)
         ref = np.clip(np.rint(reference.resize(small, ow, oh)), 0, 255)
         diff = np.abs(up.astype(int) - ref)

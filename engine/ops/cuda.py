@@ -53,6 +53,7 @@ FATBIN = ROOT / "build" / "kernels" / "livefx.fatbin"
 P = ctypes.c_void_p
 BLOCK_2D = (32, 8, 1)
 BLOCK_1D = 256
+PX = 4  # output pixels per thread along x in the upsampling kernels (LFX_PX)
 BOX_H_BLOCK = 128
 BOX_V_BLOCK = (32, 8, 1)
 SMEM_DEFAULT_LIMIT = 48 * 1024
@@ -326,7 +327,6 @@ class FrameChain:
         self._cm = color_matrix(colorspace, full_range)
         self._bufs = Buffers()
         self._graphs: dict[Any, Any] = {}
-        self._pre: Any = None
         self._first = True
         self._first_set: bool | None = None
         self.has_mask = False  # the model's output buffer holds a mask (set by the caller)
@@ -481,9 +481,17 @@ class FrameChain:
             )
         return plans
 
-    def pre_ops(self) -> list[Op]:
-        """Upload, halvings, preprocess, luma guide (and the model input's download for ONNX
-        Runtime)."""
+    def depths(self, settings: ChainSettings) -> tuple[int, int]:
+        """How many halvings of Y and of U/V a frame needs: the model's, and the blur's level."""
+        dy, duv = self.k_model[0], self.k_model[1]
+        if settings.background == "blur":
+            (ly, _), (lu, _), (lv, _) = self.blur_plans(settings)
+            dy, duv = max(dy, ly), max(duv, lu, lv)
+        return dy, duv
+
+    def pre_ops(self, settings: ChainSettings) -> list[Op]:
+        """Upload, halvings (as deep as ``settings`` need), preprocess with the luma guide (and
+        the model input's download for ONNX Runtime)."""
         ops = [
             Op(
                 "upload (host → device)",
@@ -491,12 +499,9 @@ class FrameChain:
                 lambda: self._copy_h2d(self.d_in, self.host_in.ptr, self.frame_bytes),
             )
         ]
-        depth = [max(k, 0) for k in self.k_model]
-        # Halve as deep as the blur can ask for too (the blur's levels come from these).
-        for i, p in enumerate(self.planes):
-            depth[i] = max(depth[i], len(reference.pyramid_sizes(p.width, p.height, 5)) - 1)
-        ops += self._halve_ops(self.planes[:1], depth[0], "Y")
-        ops += self._halve_ops(self.planes[1:], max(depth[1:]), "U+V")
+        dy, duv = self.depths(settings)
+        ops += self._halve_ops(self.planes[:1], dy, "Y")
+        ops += self._halve_ops(self.planes[1:], duv, "U+V")
         mw, mh = self.mask_w, self.mask_h
         yp, ys, yw, yh, yt = self.planes[0].level(self.k_model[0])
         up, cs, cw, ch, ct = self.planes[1].level(self.k_model[1])
@@ -704,7 +709,7 @@ class FrameChain:
                 f4 + w * h + cw * ch,
                 lambda: self._launch(
                     "lfx_upsample_mattes",
-                    grid2(w, h),
+                    grid2((w + PX - 1) // PX, h),
                     BLOCK_2D,
                     P(self.d_matte),
                     mw,
@@ -831,7 +836,6 @@ class FrameChain:
             x_bytes = lw * lh * (1 if lt == "u8" else 4)
             stack = self.scratch(("stack", lw, lh, n), n * plane_bytes)
             tmp = self.scratch(("stack tmp", lw, lh, n), n * plane_bytes)
-            share = stack + len(members) * plane_bytes
             matte_ops, (mp, ms, msw, msh) = self._resample_matte(lw, lh)
             ops += matte_ops
             xs = [self.planes[i].level(plans[i][0]) for i in members]
@@ -878,46 +882,64 @@ class FrameChain:
             box_tag = f"blur ×{n} {lw}×{lh}"
             ops += self._box_ops(stack, tmp, lw, lh, r, n, box_tag)
             ops += self._box_ops(stack, tmp, lw, lh, r, n, box_tag)
+            small = self.scratch(("blur small", lw, lh, len(members)), len(members) * lw * lh)
+
+            def run_ratio(
+                stack: int = stack,
+                xargs: list[Any] = xargs,
+                k: int = len(members),
+                small: int = small,
+                lw: int = lw,
+                lh: int = lh,
+                lt: str = lt,
+            ) -> None:
+                self._launch(
+                    f"lfx_blur_ratio_{lt}",
+                    grid2(lw, lh),
+                    BLOCK_2D,
+                    P(stack),
+                    *xargs,
+                    k,
+                    P(small),
+                    lw,
+                    lh,
+                )
+
+            ops.append(
+                Op(
+                    f"blur: ratio {tag}",
+                    n * plane_bytes + len(members) * (x_bytes + lw * lh),
+                    run_ratio,
+                )
+            )
             for slot, i in enumerate(members):
-                xp, xstride = xs[slot][:2]
-                num = stack + slot * plane_bytes
+                src = small + slot * lw * lh
                 pw, ph = self.planes[i].width, self.planes[i].height
                 dst = self.d_bg + o[i]
 
                 def run_up(
-                    num: int = num,
-                    xp: int = xp,
-                    xstride: int = xstride,
-                    share: int = share,
+                    src: int = src,
                     lw: int = lw,
                     lh: int = lh,
                     dst: int = dst,
                     pw: int = pw,
                     ph: int = ph,
-                    lt: str = lt,
                 ) -> None:
                     self._launch(
-                        f"lfx_blur_up_{lt}",
-                        grid2(pw, ph),
+                        "lfx_upsample_u8",
+                        grid2((pw + PX - 1) // PX, ph),
                         BLOCK_2D,
-                        P(num),
-                        P(share),
-                        P(xp),
-                        xstride,
+                        P(src),
+                        lw,
                         lw,
                         lh,
                         P(dst),
                         pw,
+                        pw,
                         ph,
                     )
 
-                ops.append(
-                    Op(
-                        f"blur: ratio + upsample {'YUV'[i]}",
-                        2 * plane_bytes + x_bytes + pw * ph,
-                        run_up,
-                    )
-                )
+                ops.append(Op(f"blur: upsample {'YUV'[i]}", lw * lh + pw * ph, run_up))
         return ops
 
     # -- graphs and the per-frame calls --------------------------------------------------------
@@ -949,10 +971,15 @@ class FrameChain:
         """Forget the temporal state: the next frame's matte is not smoothed against the last."""
         self._first = True
 
-    def launch_pre(self) -> None:
-        if self._pre is None:
-            self._pre = self.capture(self.pre_ops())
-        cd.check(cu.cuGraphLaunch(self._pre, self.stream.handle), "cuGraphLaunch (pre)")
+    def launch_pre(self, settings: ChainSettings) -> None:
+        """The upload and everything before the model, as one graph per pyramid depth."""
+        key = ("pre", self.depths(settings))
+        exe = self._graphs.get(key)
+        if exe is None:
+            if len(self._graphs) >= self.MAX_GRAPHS:
+                self._destroy_graphs()
+            exe = self._graphs[key] = self.capture(self.pre_ops(settings))
+        cd.check(cu.cuGraphLaunch(exe, self.stream.handle), "cuGraphLaunch (pre)")
 
     def launch_post(self, settings: ChainSettings) -> None:
         exe = self._graphs.get(settings)
@@ -991,8 +1018,6 @@ class FrameChain:
         self.gpu.device.make_current()
         self.synchronize()
         self._destroy_graphs()
-        if self._pre is not None:
-            cu.cuGraphExecDestroy(self._pre)
         self._bufs.close()
         self.host_in.close()
         self.host_out.close()

@@ -169,7 +169,7 @@ class CudaPipeline(Pipeline):
         chain = self.chain
         assert chain is not None
         s.frame.copy_into(chain.in_frame)
-        chain.launch_pre()
+        chain.launch_pre(self._settings(s))
         if chain.ort:
             chain.synchronize()
 
