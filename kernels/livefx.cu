@@ -41,18 +41,13 @@ __device__ void preprocess(const TY* y, int ys, int yw, int yh, const TC* u, con
     out[2 * plane + i] = (O)rgb[2];
 }
 
-// One thread's LFX_PX outputs of a resampled row, stored as one 4-byte word where the row
-// allows it.
-template <typename T>
-__device__ __forceinline__ void row_out(const T* src, int ss, int sw, int sh, int x0, int y,
-                                        int dw, int dh, float mul, uint8_t* row) {
-    uint8_t v[LFX_PX];
-    resample_row_u8(src, ss, sw, sh, x0, y, dw, dh, mul, v);
+// One thread's LFX_PX consecutive bytes of a row, as one 4-byte store where the row allows it.
+__device__ __forceinline__ void store_px(uint8_t* row, int x0, int w, const uint8_t v[LFX_PX]) {
     uint8_t* p = row + x0;
-    if (x0 + LFX_PX <= dw && ((size_t)p & 3) == 0) {
+    if (x0 + LFX_PX <= w && ((size_t)p & 3) == 0) {
         *(uchar4*)p = make_uchar4(v[0], v[1], v[2], v[3]);
     } else {
-        for (int k = 0; k < LFX_PX && x0 + k < dw; ++k) p[k] = v[k];
+        for (int k = 0; k < LFX_PX && x0 + k < w; ++k) p[k] = v[k];
     }
 }
 
@@ -103,15 +98,6 @@ __global__ void lfx_smooth_ramp(const float* mask, float* prev, float* matte, in
                                 float feather) {
     int i = gx();
     if (i < n) matte[i] = smooth_ramp_px(mask[i], prev + i, *first, smoothing, threshold, feather);
-}
-
-// Both uint8 mattes in one launch, LFX_PX pixels per thread along x: the grid covers the Y
-// plane; threads inside the U/V size also write the chroma matte.
-__global__ void lfx_upsample_mattes(const float* matte, int mw, int mh, uint8_t* ay, int ys,
-                                    int w, int h, uint8_t* auv, int cs, int cw, int ch) {
-    int x0 = gx() * LFX_PX, y = gy();
-    if (x0 < w && y < h) row_out(matte, mw, mw, mh, x0, y, w, h, 255.f, ay + (size_t)y * ys);
-    if (x0 < cw && y < ch) row_out(matte, mw, mw, mh, x0, y, cw, ch, 255.f, auv + (size_t)y * cs);
 }
 
 // The guided filter around lfx_box_h/lfx_box_v. The inputs of its first four box means as
@@ -190,14 +176,6 @@ LFX_BLUR_RATIO(lfx_blur_ratio_u8, uint8_t)
 LFX_BLUR_RATIO(lfx_blur_ratio_f32, float)
 #undef LFX_BLUR_RATIO
 
-// A uint8 plane bilinearly upsampled (the blurred background to its plane's size), LFX_PX
-// pixels per thread along x.
-__global__ void lfx_upsample_u8(const uint8_t* src, int ss, int sw, int sh, uint8_t* dst, int ds,
-                                int dw, int dh) {
-    int x0 = gx() * LFX_PX, y = gy();
-    if (x0 < dw && y < dh) row_out(src, ss, sw, sh, x0, y, dw, dh, 1.f, dst + (size_t)y * ds);
-}
-
 // Horizontal box mean, radius r, through a shared-memory row tile of blockDim.x + 2r values.
 // Launch with blockDim (N, 1) and (N + 2r)·4 bytes of dynamic shared memory. gridDim.z planes
 // of w × h stored one after the other are filtered in one launch.
@@ -240,42 +218,71 @@ __global__ void lfx_box_v(const float* src, float* dst, int w, int h, int r) {
     dst[(size_t)y * w + x] = s / (float)(2 * r + 1);
 }
 
-// -- composite straight to yuv420p -----------------------------------------------------------
+// -- the last stage: mattes, background and composite straight to yuv420p, one launch ------
 
-// Over a solid colour (its Y, U, V code values): all three planes in one launch.
-__global__ void lfx_composite_colour(const uint8_t* fy, int fys, const uint8_t* fu,
-                                     const uint8_t* fv, int fcs, const uint8_t* ay, int ays,
-                                     const uint8_t* auv, int acs, uint8_t* oy, int oys,
-                                     uint8_t* ou, uint8_t* ov, int ocs, int w, int h, int cw,
-                                     int ch, uint8_t cy, uint8_t cu, uint8_t cv) {
-    int x = gx(), y = gy();
-    if (x < w && y < h) {
-        oy[(size_t)y * oys + x] = composite_px(fy[(size_t)y * fys + x], cy, ay[(size_t)y * ays + x]);
+// A composite's background, passed by value: a colour, packed planes of the frame's size (a
+// still image), or the blurred pyramid levels (uint8), upsampled on the fly.
+struct Background {
+    int mode;  // 0 colour, 1 planes, 2 levels
+    int cy, cu, cv;  // mode 0: Y, U, V code values
+    const uint8_t* y;  // modes 1 and 2: the planes or the levels
+    const uint8_t* u;
+    const uint8_t* v;
+    int yw, yh, cw, ch;  // mode 2: the Y level's size and the U/V levels' size
+};
+
+// The background of LFX_PX pixels of plane p (0 Y, 1 U, 2 V; w × h) at row y from x0.
+__device__ __forceinline__ void background_px(const Background& bg, int p, int x0, int y, int w,
+                                              int h, uint8_t b[LFX_PX]) {
+    const uint8_t* src = p == 0 ? bg.y : (p == 1 ? bg.u : bg.v);
+    if (bg.mode == 2) {
+        int lw = p == 0 ? bg.yw : bg.cw, lh = p == 0 ? bg.yh : bg.ch;
+        resample_row_u8(src, lw, lw, lh, x0, y, w, h, 1.f, b);
+        return;
     }
-    if (x < cw && y < ch) {
-        uint8_t a = auv[(size_t)y * acs + x];
-        ou[(size_t)y * ocs + x] = composite_px(fu[(size_t)y * fcs + x], cu, a);
-        ov[(size_t)y * ocs + x] = composite_px(fv[(size_t)y * fcs + x], cv, a);
+    int c = p == 0 ? bg.cy : (p == 1 ? bg.cu : bg.cv);
+#pragma unroll
+    for (int k = 0; k < LFX_PX; ++k) {
+        int x = x0 + k < w ? x0 + k : w - 1;
+        b[k] = bg.mode == 0 ? (uint8_t)c : src[(size_t)y * w + x];
     }
 }
 
-// Over background planes (a replacement image prepared once, or the blurred frame): all three
-// planes in one launch. Background planes are packed (stride = width).
-__global__ void lfx_composite_planes(const uint8_t* fy, int fys, const uint8_t* fu,
-                                     const uint8_t* fv, int fcs, const uint8_t* by,
-                                     const uint8_t* bu, const uint8_t* bv, const uint8_t* ay,
-                                     int ays, const uint8_t* auv, int acs, uint8_t* oy, int oys,
-                                     uint8_t* ou, uint8_t* ov, int ocs, int w, int h, int cw,
-                                     int ch) {
-    int x = gx(), y = gy();
-    if (x < w && y < h) {
-        oy[(size_t)y * oys + x] =
-            composite_px(fy[(size_t)y * fys + x], by[(size_t)y * w + x], ay[(size_t)y * ays + x]);
+// composite_px over LFX_PX pixels of a row, stored.
+__device__ __forceinline__ void composite_row(const uint8_t* f, const uint8_t a[LFX_PX],
+                                              const uint8_t b[LFX_PX], uint8_t* out, int x0,
+                                              int w) {
+    uint8_t o[LFX_PX];
+#pragma unroll
+    for (int k = 0; k < LFX_PX; ++k) {
+        int x = x0 + k < w ? x0 + k : w - 1;
+        o[k] = composite_px(f[x], b[k], a[k]);
     }
-    if (x < cw && y < ch) {
-        uint8_t a = auv[(size_t)y * acs + x];
-        ou[(size_t)y * ocs + x] = composite_px(fu[(size_t)y * fcs + x], bu[(size_t)y * cw + x], a);
-        ov[(size_t)y * ocs + x] = composite_px(fv[(size_t)y * fcs + x], bv[(size_t)y * cw + x], a);
+    store_px(out, x0, w, o);
+}
+
+// LFX_PX pixels per thread along x; the grid covers the Y plane, threads inside the U/V size
+// also do U and V. The uint8 mattes (the low-resolution matte resampled, as the cpu backend's
+// refine) are written too. Outputs and mattes packed (stride = width).
+__global__ void lfx_finish(const uint8_t* fy, int fys, const uint8_t* fu, const uint8_t* fv,
+                           int fcs, const float* matte, int mw, int mh, uint8_t* ay,
+                           uint8_t* auv, uint8_t* oy, uint8_t* ou, uint8_t* ov, int w, int h,
+                           int cw, int ch, Background bg) {
+    int x0 = gx() * LFX_PX, y = gy();
+    uint8_t a[LFX_PX], b[LFX_PX];
+    if (x0 < w && y < h) {
+        resample_row_u8(matte, mw, mw, mh, x0, y, w, h, 255.f, a);
+        store_px(ay + (size_t)y * w, x0, w, a);
+        background_px(bg, 0, x0, y, w, h, b);
+        composite_row(fy + (size_t)y * fys, a, b, oy + (size_t)y * w, x0, w);
+    }
+    if (x0 < cw && y < ch) {
+        resample_row_u8(matte, mw, mw, mh, x0, y, cw, ch, 255.f, a);
+        store_px(auv + (size_t)y * cw, x0, cw, a);
+        background_px(bg, 1, x0, y, cw, ch, b);
+        composite_row(fu + (size_t)y * fcs, a, b, ou + (size_t)y * cw, x0, cw);
+        background_px(bg, 2, x0, y, cw, ch, b);
+        composite_row(fv + (size_t)y * fcs, a, b, ov + (size_t)y * cw, x0, cw);
     }
 }
 

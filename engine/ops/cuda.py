@@ -5,17 +5,18 @@ buffers, allocated once; a frame goes to the GPU in one host-to-device copy of i
 yuv420p planes and comes back in one device-to-host copy of the output planes. Between the
 copies every stage is one of our kernels, launched on the session's stream:
 
-    pre  (one CUDA graph): upload → halvings (pyramid levels of Y, U, V as far as the model and
-         the blur need) → fused preprocess (planes → NCHW RGB in [0, 1], fp32 or fp16) → the
-         luma guide at the mask's size [→ model input back to the host, when the model runs on
-         ONNX Runtime]
+    pre  (one CUDA graph per pyramid depth): upload → halvings (Y; U and V together) as far as
+         the model and the blur need → preprocess (planes → NCHW RGB in [0, 1], fp32 or fp16,
+         and the luma guide at the mask's size, one launch) [→ model input to the host, when
+         the model runs on ONNX Runtime]
     model: TensorRT on the same stream, or ONNX Runtime on the CPU
-    post (one CUDA graph per setting): [mask to the device] → guided filter (four box means in
-         one launch, two in another) → temporal smoothing + ramp (fused) → both uint8 mattes
-         (one launch) → background (the blur: the share of background at the blur's pyramid
-         level, x·share, both box passes over all planes of a size in one launch each, the
-         ratio, the upsampling; or a still image uploaded once; or a colour) → composite of
-         Y, U and V in one launch → download
+    post (one CUDA graph per setting): [mask to the device] → guided filter (its four box
+         means in one launch pair, a and b's in another; its output fused with temporal
+         smoothing and the ramp) → for the blur: at its pyramid level, x·share of every plane
+         and the share (one launch), both box passes over them (one launch each), the ratios
+         (one launch) → one last launch: both uint8 mattes, the background (the blurred levels
+         upsampled, a still image uploaded once, or a colour) and the composite of Y, U and V
+         → download
 
 Each stage follows ``engine.ops.reference`` (the tests hold it to it); the matte and blur
 algorithm is the cpu backend's (``engine.ops.cpu``), with float pyramid levels where the cpu
@@ -57,6 +58,24 @@ PX = 4  # output pixels per thread along x in the upsampling kernels (LFX_PX)
 BOX_H_BLOCK = 128
 BOX_V_BLOCK = (32, 8, 1)
 SMEM_DEFAULT_LIMIT = 48 * 1024
+
+
+class Background(ctypes.Structure):
+    """``Background`` of kernels/livefx.cu (lfx_finish), passed by value."""
+
+    _fields_ = [
+        ("mode", ctypes.c_int),  # 0 colour, 1 planes (frame size, packed), 2 blurred levels
+        ("cy", ctypes.c_int),
+        ("cu", ctypes.c_int),
+        ("cv", ctypes.c_int),
+        ("y", ctypes.c_void_p),
+        ("u", ctypes.c_void_p),
+        ("v", ctypes.c_void_p),
+        ("yw", ctypes.c_int),
+        ("yh", ctypes.c_int),
+        ("cw", ctypes.c_int),
+        ("ch", ctypes.c_int),
+    ]
 
 
 class ColorMatrix(ctypes.Structure):
@@ -377,8 +396,6 @@ class FrameChain:
         self.d_first = self._bufs.alloc(4)
         self.d_alpha_y = self._bufs.alloc(n_y)
         self.d_alpha_uv = self._bufs.alloc(n_c)
-        # Background planes (packed like the frame): the blur's output or a still image.
-        self.d_bg = self._bufs.alloc(self.frame_bytes)
         self._scratch: dict[Any, int] = {}
 
     # -- layout ------------------------------------------------------------------------------
@@ -703,111 +720,57 @@ class FrameChain:
             )
         w, h = self.width, self.height
         cw, ch = self.chroma
+        o = self.plane_offsets()
+        n_y, n_c = w * h, cw * ch
+        bg = Background(mode=0)
+        bg_bytes = 0
+        if s.background == "blur":
+            ops += self._blur_ops(s)
+            (py, yw, yh), (pu, lcw, lch), (pv, _, _) = self._blur_levels
+            bg = Background(2, 0, 0, 0, P(py), P(pu), P(pv), yw, yh, lcw, lch)
+            bg_bytes = yw * yh + 2 * lcw * lch
+        elif s.background in ("image", "frame"):
+            if s.background == "image" and self._still is None:
+                raise BackendError("no background image uploaded (set_background_image)")
+            src = self._still if s.background == "image" else self.d_in
+            assert src is not None
+            bg = Background(1, 0, 0, 0, P(src), P(src + o[1]), P(src + o[2]))
+            bg_bytes = self.frame_bytes
+        elif s.background == "colour":
+            bg = Background(0, *(int(c) for c in s.colour))
+        else:
+            raise BackendError(f"unknown background {s.background!r}")
+        fin, out = self.d_in, self.d_out
         ops.append(
             Op(
-                "upsample mattes",
-                f4 + w * h + cw * ch,
+                f"mattes + background + composite ({s.background})",
+                f4 + 2 * self.frame_bytes + n_y + n_c + bg_bytes,
                 lambda: self._launch(
-                    "lfx_upsample_mattes",
+                    "lfx_finish",
                     grid2((w + PX - 1) // PX, h),
                     BLOCK_2D,
+                    P(fin),
+                    w,
+                    P(fin + o[1]),
+                    P(fin + o[2]),
+                    cw,
                     P(self.d_matte),
                     mw,
                     mh,
                     P(self.d_alpha_y),
-                    w,
+                    P(self.d_alpha_uv),
+                    P(out),
+                    P(out + o[1]),
+                    P(out + o[2]),
                     w,
                     h,
-                    P(self.d_alpha_uv),
-                    cw,
                     cw,
                     ch,
+                    bg,
                 ),
             )
         )
-        bg: int | None = None
-        if s.background == "blur":
-            ops += self._blur_ops(s)
-            bg = self.d_bg
-        elif s.background == "image":
-            if self._still is None:
-                raise BackendError("no background image uploaded (set_background_image)")
-            bg = self._still
-        elif s.background == "frame":
-            bg = self.d_in
-        elif s.background != "colour":
-            raise BackendError(f"unknown background {s.background!r}")
-        o = self.plane_offsets()
-        fin, out, ay, auv = self.d_in, self.d_out, self.d_alpha_y, self.d_alpha_uv
         total = self.frame_bytes
-        if bg is None:
-            cy, cu_, cv = (int(c) for c in s.colour)
-            ops.append(
-                Op(
-                    "composite (colour)",
-                    2 * total + w * h + cw * ch,  # frame, output, mattes
-                    lambda: self._launch(
-                        "lfx_composite_colour",
-                        grid2(w, h),
-                        BLOCK_2D,
-                        P(fin),
-                        w,
-                        P(fin + o[1]),
-                        P(fin + o[2]),
-                        cw,
-                        P(ay),
-                        w,
-                        P(auv),
-                        cw,
-                        P(out),
-                        w,
-                        P(out + o[1]),
-                        P(out + o[2]),
-                        cw,
-                        w,
-                        h,
-                        cw,
-                        ch,
-                        ctypes.c_uint8(cy),
-                        ctypes.c_uint8(cu_),
-                        ctypes.c_uint8(cv),
-                    ),
-                )
-            )
-        else:
-            b = bg
-            ops.append(
-                Op(
-                    "composite",
-                    3 * total + w * h + cw * ch,  # frame, background, output, mattes
-                    lambda: self._launch(
-                        "lfx_composite_planes",
-                        grid2(w, h),
-                        BLOCK_2D,
-                        P(fin),
-                        w,
-                        P(fin + o[1]),
-                        P(fin + o[2]),
-                        cw,
-                        P(b),
-                        P(b + o[1]),
-                        P(b + o[2]),
-                        P(ay),
-                        w,
-                        P(auv),
-                        cw,
-                        P(out),
-                        w,
-                        P(out + o[1]),
-                        P(out + o[2]),
-                        cw,
-                        w,
-                        h,
-                        cw,
-                        ch,
-                    ),
-                )
-            )
         ops.append(
             Op(
                 "download (device → host)",
@@ -818,17 +781,18 @@ class FrameChain:
         return ops
 
     def _blur_ops(self, s: ChainSettings) -> list[Op]:
-        """The masked blur of each plane at its pyramid level, upsampled into ``d_bg``.
+        """The masked blur of each plane at its pyramid level, as uint8 levels that the last
+        kernel (lfx_finish) upsamples on the fly (``_blur_levels``: pointer and size per plane).
 
         Planes whose levels have the same size, type and radius are blurred together: one
         launch writes x·share of each and the share, stacked; each box pass is one launch over
-        the stack; then one launch per plane takes the ratio and upsamples it."""
+        the stack; one launch takes their ratios."""
         plans = self.blur_plans(s)
         groups: dict[tuple[int, int, int, str], list[int]] = {}
         for i, (level, radius) in enumerate(plans):
             _, _, lw, lh, lt = self.planes[i].level(level)
             groups.setdefault((lw, lh, radius, lt), []).append(i)
-        o = self.plane_offsets()
+        levels: list[tuple[int, int, int]] = [(0, 0, 0)] * 3
         ops: list[Op] = []
         for (lw, lh, r, lt), members in groups.items():
             n = len(members) + 1
@@ -913,33 +877,10 @@ class FrameChain:
                 )
             )
             for slot, i in enumerate(members):
-                src = small + slot * lw * lh
-                pw, ph = self.planes[i].width, self.planes[i].height
-                dst = self.d_bg + o[i]
-
-                def run_up(
-                    src: int = src,
-                    lw: int = lw,
-                    lh: int = lh,
-                    dst: int = dst,
-                    pw: int = pw,
-                    ph: int = ph,
-                ) -> None:
-                    self._launch(
-                        "lfx_upsample_u8",
-                        grid2((pw + PX - 1) // PX, ph),
-                        BLOCK_2D,
-                        P(src),
-                        lw,
-                        lw,
-                        lh,
-                        P(dst),
-                        pw,
-                        pw,
-                        ph,
-                    )
-
-                ops.append(Op(f"blur: upsample {'YUV'[i]}", lw * lh + pw * ph, run_up))
+                levels[i] = (small + slot * lw * lh, lw, lh)
+        if levels[1][1:] != levels[2][1:]:
+            raise BackendError("U and V blurred at different levels")  # same plane size: never
+        self._blur_levels = levels
         return ops
 
     # -- graphs and the per-frame calls --------------------------------------------------------
