@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import EffectConfig, InferenceConfig, PipelineConfig
-from engine.frame import FrameBuffer
 from engine.samples import composited_clip
 
 PER_GRAPH = 20
@@ -72,21 +71,6 @@ def device_bandwidth(cd: Any, stream: Any, ev: Events, nbytes: int = 512 << 20) 
     src.close()
     dst.close()
     return 2 * nbytes / (float(np.median(times)) * 1e-3) / 1e9
-
-
-def frame_times(
-    frames: list[FrameBuffer], config: PipelineConfig, repeats: int, warmup: int
-) -> dict[str, dict[str, float]]:
-    from engine.pipeline import make_pipeline
-
-    p = make_pipeline(config)
-    for i in range(warmup):
-        p.process(frames[i % len(frames)])
-    p.times.clear()
-    for i in range(repeats):
-        p.process(frames[i % len(frames)])
-    p.close()
-    return p.times.summary()
 
 
 def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> dict[str, Any]:
@@ -156,8 +140,10 @@ def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> d
     kernel_bytes = sum(op.nbytes for op in kernels)
     p.close()
     cpu_cfg = PipelineConfig(effect=config.effect, inference=config.inference, backend="cpu")
-    gpu_frames = frame_times(frames, config, repeats, 10)
-    cpu_frames = frame_times(frames, cpu_cfg, max(20, repeats // 4), 5)
+    from pipeline import time_pipeline  # benchmarks/pipeline.py, beside this file
+
+    gpu_frames = time_pipeline(frames, config, repeats, 10)
+    cpu_frames = time_pipeline(frames, cpu_cfg, max(20, repeats // 4), 5)
     return {
         "resolution": res,
         "size": [w, h],

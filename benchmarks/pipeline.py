@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import EffectConfig, InferenceConfig, PipelineConfig
 from engine.frame import FrameBuffer
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, make_pipeline
 from engine.pipeline.timing import summarise_ns
 from engine.samples import composited_clip
 
@@ -47,9 +47,16 @@ def bench_livefx(
     frames: list[FrameBuffer], effect: str, threads: int, repeats: int, warmup: int
 ) -> dict[str, dict[str, float]]:
     config = PipelineConfig(
-        effect=EffectConfig(name=effect), inference=InferenceConfig(threads=threads)
+        effect=EffectConfig(name=effect), inference=InferenceConfig(threads=threads), backend="cpu"
     )
-    p = Pipeline(config)
+    return time_pipeline(frames, config, repeats, warmup)
+
+
+def time_pipeline(
+    frames: list[FrameBuffer], config: PipelineConfig, repeats: int, warmup: int
+) -> dict[str, dict[str, float]]:
+    """Per-stage summary of ``repeats`` frames after ``warmup``, cycling through ``frames``."""
+    p = make_pipeline(config)
     for i in range(warmup):
         p.process(frames[i % len(frames)])
     p.times.clear()

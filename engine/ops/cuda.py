@@ -33,6 +33,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +442,12 @@ class FrameChain:
     def _launch(self, name: str, grid: Any, block: Any, *args: Any, smem: int = 0) -> None:
         self.module.launch(name, grid, block, self.stream.handle, *args, smem=smem)
 
+    def _kernel(
+        self, label: str, nbytes: int, name: str, grid: Any, block: Any, *args: Any, smem: int = 0
+    ) -> Op:
+        """An op launching kernel ``name`` with ``args``, bound now."""
+        return Op(label, nbytes, partial(self._launch, name, grid, block, *args, smem=smem))
+
     def _copy_h2d(self, dst: int, src: int, nbytes: int) -> None:
         cd.check(cu.cuMemcpyHtoDAsync(dst, src, nbytes, self.stream.handle), "cuMemcpyHtoDAsync")
 
@@ -457,20 +464,12 @@ class FrameChain:
             dp, _, dw, dh, _ = planes[0].level(level)
             src_plane = (planes[-1].level(level - 1)[0] - sp) // (1 if st == "u8" else 4)
             dst_plane = dw * dh
-            name = f"lfx_halve_{st}"
-
-            def run(
-                name: str = name,
-                sp: int = sp,
-                ss: int = ss,
-                src_plane: int = src_plane,
-                dp: int = dp,
-                dw: int = dw,
-                dh: int = dh,
-                dst_plane: int = dst_plane,
-            ) -> None:
-                self._launch(
-                    name,
+            nbytes = z * (sw * sh * (1 if st == "u8" else 4) + dw * dh * 4)
+            ops.append(
+                self._kernel(
+                    f"halve {tag} → {dw}×{dh}",
+                    nbytes,
+                    f"lfx_halve_{st}",
                     grid2(dw, dh, z),
                     BLOCK_2D,
                     P(sp),
@@ -481,9 +480,7 @@ class FrameChain:
                     dh,
                     dst_plane,
                 )
-
-            nbytes = z * (sw * sh * (1 if st == "u8" else 4) + dw * dh * 4)
-            ops.append(Op(f"halve {tag} → {dw}×{dh}", nbytes, run))
+            )
         return ops
 
     def blur_plans(self, settings: ChainSettings) -> list[tuple[int, int]]:
@@ -609,14 +606,22 @@ class FrameChain:
             dw, dh = sw // 2, sh // 2
             dst = self.scratch(("matte", i), dw * dh * 4)
 
-            def run(
-                src: int = src, sw: int = sw, dst: int = dst, dw: int = dw, dh: int = dh
-            ) -> None:
-                self._launch(
-                    "lfx_halve_f32", grid2(dw, dh), BLOCK_2D, P(src), sw, 0, P(dst), dw, dh, 0
+            ops.append(
+                self._kernel(
+                    f"halve matte → {dw}×{dh}",
+                    (sw * sh + dw * dh) * 4,
+                    "lfx_halve_f32",
+                    grid2(dw, dh),
+                    BLOCK_2D,
+                    P(src),
+                    sw,
+                    0,
+                    P(dst),
+                    dw,
+                    dh,
+                    0,
                 )
-
-            ops.append(Op(f"halve matte → {dw}×{dh}", (sw * sh + dw * dh) * 4, run))
+            )
             src, sw, sh = dst, dw, dh
         return ops, (src, sw, sw, sh)
 
@@ -809,19 +814,10 @@ class FrameChain:
                 xargs += [P(xp), xstride]
             tag = "+".join("YUV"[i] for i in members)
 
-            def run_inputs(
-                mp: int = mp,
-                ms: int = ms,
-                msw: int = msw,
-                msh: int = msh,
-                xargs: list[Any] = xargs,
-                k: int = len(members),
-                stack: int = stack,
-                lw: int = lw,
-                lh: int = lh,
-                lt: str = lt,
-            ) -> None:
-                self._launch(
+            ops.append(
+                self._kernel(
+                    f"blur: inputs {tag} {lw}×{lh}",
+                    msw * msh * 4 + len(members) * x_bytes + n * plane_bytes,
                     f"lfx_blur_inputs_{lt}",
                     grid2(lw, lh),
                     BLOCK_2D,
@@ -830,17 +826,10 @@ class FrameChain:
                     msw,
                     msh,
                     *xargs,
-                    k,
+                    len(members),
                     P(stack),
                     lw,
                     lh,
-                )
-
-            ops.append(
-                Op(
-                    f"blur: inputs {tag} {lw}×{lh}",
-                    msw * msh * 4 + len(members) * x_bytes + n * plane_bytes,
-                    run_inputs,
                 )
             )
             box_tag = f"blur ×{n} {lw}×{lh}"
@@ -848,32 +837,19 @@ class FrameChain:
             ops += self._box_ops(stack, tmp, lw, lh, r, n, box_tag)
             small = self.scratch(("blur small", lw, lh, len(members)), len(members) * lw * lh)
 
-            def run_ratio(
-                stack: int = stack,
-                xargs: list[Any] = xargs,
-                k: int = len(members),
-                small: int = small,
-                lw: int = lw,
-                lh: int = lh,
-                lt: str = lt,
-            ) -> None:
-                self._launch(
+            ops.append(
+                self._kernel(
+                    f"blur: ratio {tag}",
+                    n * plane_bytes + len(members) * (x_bytes + lw * lh),
                     f"lfx_blur_ratio_{lt}",
                     grid2(lw, lh),
                     BLOCK_2D,
                     P(stack),
                     *xargs,
-                    k,
+                    len(members),
                     P(small),
                     lw,
                     lh,
-                )
-
-            ops.append(
-                Op(
-                    f"blur: ratio {tag}",
-                    n * plane_bytes + len(members) * (x_bytes + lw * lh),
-                    run_ratio,
                 )
             )
             for slot, i in enumerate(members):
