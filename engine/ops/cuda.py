@@ -638,6 +638,16 @@ class FrameChain:
                     lambda: self._copy_h2d(self.d_mask, self.mask.ptr, f4),
                 )
             )
+        # Temporal smoothing and the ramp: history, matte, count, first-frame flag, settings.
+        smooth = (
+            P(self.d_prev),
+            P(self.d_matte),
+            n_m,
+            P(self.d_first),
+            float(s.smoothing),
+            float(s.threshold),
+            float(s.feather),
+        )
         if s.guided:
             ops.append(
                 Op(
@@ -683,44 +693,28 @@ class FrameChain:
                 self.d_ab, self.d_tmp4, mw, mh, s.radius, 2, "guided ×2", dst=self.d_mab
             )
             ops.append(
-                Op(
+                self._kernel(
                     "guided: output + smooth + ramp",
                     3 * f4 + 2 * f4 + f4,
-                    lambda: self._launch(
-                        "lfx_guided_smooth_ramp",
-                        grid1(n_m),
-                        (BLOCK_1D, 1, 1),
-                        P(self.d_mab),
-                        P(self.d_mab + f4),
-                        P(self.d_stack4),
-                        P(self.d_prev),
-                        P(self.d_matte),
-                        n_m,
-                        P(self.d_first),
-                        float(s.smoothing),
-                        float(s.threshold),
-                        float(s.feather),
-                    ),
+                    "lfx_guided_smooth_ramp",
+                    grid1(n_m),
+                    (BLOCK_1D, 1, 1),
+                    P(self.d_mab),
+                    P(self.d_mab + f4),
+                    P(self.d_stack4),
+                    *smooth,
                 )
             )
         else:
             ops.append(
-                Op(
+                self._kernel(
                     "smooth + ramp",
                     f4 + 2 * f4 + f4,
-                    lambda: self._launch(
-                        "lfx_smooth_ramp",
-                        grid1(n_m),
-                        (BLOCK_1D, 1, 1),
-                        P(self.d_mask),
-                        P(self.d_prev),
-                        P(self.d_matte),
-                        n_m,
-                        P(self.d_first),
-                        float(s.smoothing),
-                        float(s.threshold),
-                        float(s.feather),
-                    ),
+                    "lfx_smooth_ramp",
+                    grid1(n_m),
+                    (BLOCK_1D, 1, 1),
+                    P(self.d_mask),
+                    *smooth,
                 )
             )
         w, h = self.width, self.height
