@@ -2,10 +2,11 @@
 // functions of pixel.cuh, the same code the host tests run against engine/ops/reference.py.
 // Entry points are extern "C" so that the driver API finds them by name (cuModuleGetFunction).
 //
-// One frame's sequence on a stream: halve (per pyramid level and plane) → preprocess → [model]
-// → smooth_ramp → upsample_mattes → background (box blur passes, or a prepared image, or a
-// colour) → composite_*; every launch is asynchronous, so the sequence can be captured in a
-// CUDA graph once per resolution.
+// One frame's sequence on a stream (engine/ops/cuda.py): halve (Y; U and V together) →
+// preprocess (+ luma guide) → [model] → guided filter (products, box passes, fit, box passes,
+// output fused with smooth_ramp; or smooth_ramp alone) → for the blur: blur_inputs, box
+// passes, blur_ratio → finish (mattes, background, composite); every launch is asynchronous,
+// so the sequence is captured in CUDA graphs, made once per resolution and setting.
 #include <cuda_fp16.h>
 
 #include "pixel.cuh"

@@ -32,7 +32,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,8 @@ class PlaneLevels:
     ptr: int  # level 0, uint8
     width: int
     height: int
-    levels: list[tuple[int, int, int]]  # (ptr, width, height) of levels 1, 2, … (float32)
+    # (ptr, width, height) of levels 1, 2, … (float32), made as deep as needed
+    levels: list[tuple[int, int, int]] = field(default_factory=list)
 
     def level(self, k: int) -> tuple[int, int, int, int, str]:
         """(ptr, stride in elements, width, height, type) of level k."""
@@ -347,6 +348,7 @@ class FrameChain:
         self._cm = color_matrix(colorspace, full_range)
         self._bufs = Buffers()
         self._graphs: dict[Any, Any] = {}
+        self._depths: dict[ChainSettings, tuple[int, int]] = {}
         self._first = True
         self._first_set: bool | None = None
         self.has_mask = False  # the model's output buffer holds a mask (set by the caller)
@@ -364,9 +366,9 @@ class FrameChain:
 
         # Pyramid levels: as many as the model's resample and the deepest blur need.
         self.planes = [
-            self._plane(self.d_in, width, height),
-            self._plane(self.d_in + n_y, cw, ch),
-            self._plane(self.d_in + n_y + n_c, cw, ch),
+            PlaneLevels(self.d_in, width, height),
+            PlaneLevels(self.d_in + n_y, cw, ch),
+            PlaneLevels(self.d_in + n_y + n_c, cw, ch),
         ]
         mw, mh = self.mask_w, self.mask_h
         self.k_model = [reference.halvings(p.width, p.height, mw, mh) for p in self.planes]
@@ -412,9 +414,6 @@ class FrameChain:
             colorspace=self.colorspace,
             full_range=self.full_range,
         )
-
-    def _plane(self, ptr: int, w: int, h: int) -> PlaneLevels:
-        return PlaneLevels(ptr, w, h, [])
 
     def _ensure_levels(self, planes: list[PlaneLevels], k: int) -> None:
         """Float levels 1..k of ``planes`` (all of one size: U and V), each level's planes
@@ -496,12 +495,16 @@ class FrameChain:
         return plans
 
     def depths(self, settings: ChainSettings) -> tuple[int, int]:
-        """How many halvings of Y and of U/V a frame needs: the model's, and the blur's level."""
-        dy, duv = self.k_model[0], self.k_model[1]
-        if settings.background == "blur":
-            (ly, _), (lu, _), (lv, _) = self.blur_plans(settings)
-            dy, duv = max(dy, ly), max(duv, lu, lv)
-        return dy, duv
+        """How many halvings of Y and of U/V a frame needs: the model's, and the blur's level
+        (worked out once per setting: this is asked every frame)."""
+        found = self._depths.get(settings)
+        if found is None:
+            dy, duv = self.k_model[0], self.k_model[1]
+            if settings.background == "blur":
+                (ly, _), (lu, _), (lv, _) = self.blur_plans(settings)
+                dy, duv = max(dy, ly), max(duv, lu, lv)
+            found = self._depths[settings] = (dy, duv)
+        return found
 
     def pre_ops(self, settings: ChainSettings) -> list[Op]:
         """Upload, halvings (as deep as ``settings`` need), preprocess with the luma guide (and
@@ -523,28 +526,26 @@ class FrameChain:
         name = f"lfx_preprocess_{yt}{ct}_{self.model_dtype}"
         in_bytes = yw * yh * (1 if yt == "u8" else 4) + 2 * cw * ch * (1 if ct == "u8" else 4)
         ops.append(
-            Op(
+            self._kernel(
                 "preprocess + luma guide",
                 in_bytes + self.model_nbytes + mw * mh,
-                lambda: self._launch(
-                    name,
-                    grid2(mw, mh),
-                    BLOCK_2D,
-                    P(yp),
-                    ys,
-                    yw,
-                    yh,
-                    P(up),
-                    P(vp),
-                    cs,
-                    cw,
-                    ch,
-                    self._cm,
-                    P(self.d_model_in),
-                    P(self.d_luma),
-                    mw,
-                    mh,
-                ),
+                name,
+                grid2(mw, mh),
+                BLOCK_2D,
+                P(yp),
+                ys,
+                yw,
+                yh,
+                P(up),
+                P(vp),
+                cs,
+                cw,
+                ch,
+                self._cm,
+                P(self.d_model_in),
+                P(self.d_luma),
+                mw,
+                mh,
             )
         )
         if self.ort:
@@ -580,19 +581,31 @@ class FrameChain:
         grid_v = ((w + bx - 1) // bx, (h + by - 1) // by, planes)
         nbytes = 2 * planes * w * h * 4
         return [
-            Op(
+            self._kernel(
                 f"box_h r{r} {tag}",
                 nbytes,
-                lambda: self._launch(
-                    "lfx_box_h", grid_h, (BOX_H_BLOCK, 1, 1), P(src), P(tmp), w, h, r, smem=smem_h
-                ),
+                "lfx_box_h",
+                grid_h,
+                (BOX_H_BLOCK, 1, 1),
+                P(src),
+                P(tmp),
+                w,
+                h,
+                r,
+                smem=smem_h,
             ),
-            Op(
+            self._kernel(
                 f"box_v r{r} {tag}",
                 nbytes,
-                lambda: self._launch(
-                    "lfx_box_v", grid_v, BOX_V_BLOCK, P(tmp), P(dst), w, h, r, smem=smem_v
-                ),
+                "lfx_box_v",
+                grid_v,
+                BOX_V_BLOCK,
+                P(tmp),
+                P(dst),
+                w,
+                h,
+                r,
+                smem=smem_v,
             ),
         ]
 
@@ -650,20 +663,18 @@ class FrameChain:
         )
         if s.guided:
             ops.append(
-                Op(
+                self._kernel(
                     "guided: products",
                     n_m + f4 + 4 * f4,
-                    lambda: self._launch(
-                        "lfx_guided_products",
-                        grid2(mw, mh),
-                        BLOCK_2D,
-                        P(self.d_luma),
-                        mw,
-                        P(self.d_mask),
-                        P(self.d_stack4),
-                        mw,
-                        mh,
-                    ),
+                    "lfx_guided_products",
+                    grid2(mw, mh),
+                    BLOCK_2D,
+                    P(self.d_luma),
+                    mw,
+                    P(self.d_mask),
+                    P(self.d_stack4),
+                    mw,
+                    mh,
                 )
             )
             ops += self._box_ops(
@@ -671,22 +682,20 @@ class FrameChain:
             )
             m4 = self.d_means4
             ops.append(
-                Op(
+                self._kernel(
                     "guided: fit a, b",
                     4 * f4 + 2 * f4,
-                    lambda: self._launch(
-                        "lfx_guided_ab",
-                        grid1(n_m),
-                        (BLOCK_1D, 1, 1),
-                        P(m4),
-                        P(m4 + f4),
-                        P(m4 + 2 * f4),
-                        P(m4 + 3 * f4),
-                        P(self.d_ab),
-                        P(self.d_ab + f4),
-                        n_m,
-                        float(s.eps),
-                    ),
+                    "lfx_guided_ab",
+                    grid1(n_m),
+                    (BLOCK_1D, 1, 1),
+                    P(m4),
+                    P(m4 + f4),
+                    P(m4 + 2 * f4),
+                    P(m4 + 3 * f4),
+                    P(self.d_ab),
+                    P(self.d_ab + f4),
+                    n_m,
+                    float(s.eps),
                 )
             )
             ops += self._box_ops(
@@ -721,11 +730,9 @@ class FrameChain:
         cw, ch = self.chroma
         o = self.plane_offsets()
         n_y, n_c = w * h, cw * ch
-        bg = Background(mode=0)
-        bg_bytes = 0
         if s.background == "blur":
-            ops += self._blur_ops(s)
-            (py, yw, yh), (pu, lcw, lch), (pv, _, _) = self._blur_levels
+            blur_ops, ((py, yw, yh), (pu, lcw, lch), (pv, _, _)) = self._blur_ops(s)
+            ops += blur_ops
             bg = Background(2, 0, 0, 0, P(py), P(pu), P(pv), yw, yh, lcw, lch)
             bg_bytes = yw * yh + 2 * lcw * lch
         elif s.background in ("image", "frame"):
@@ -737,36 +744,35 @@ class FrameChain:
             bg_bytes = self.frame_bytes
         elif s.background == "colour":
             bg = Background(0, *(int(c) for c in s.colour))
+            bg_bytes = 0
         else:
             raise BackendError(f"unknown background {s.background!r}")
         fin, out = self.d_in, self.d_out
         ops.append(
-            Op(
+            self._kernel(
                 f"mattes + background + composite ({s.background})",
                 f4 + 2 * self.frame_bytes + n_y + n_c + bg_bytes,
-                lambda: self._launch(
-                    "lfx_finish",
-                    grid2((w + PX - 1) // PX, h),
-                    BLOCK_2D,
-                    P(fin),
-                    w,
-                    P(fin + o[1]),
-                    P(fin + o[2]),
-                    cw,
-                    P(self.d_matte),
-                    mw,
-                    mh,
-                    P(self.d_alpha_y),
-                    P(self.d_alpha_uv),
-                    P(out),
-                    P(out + o[1]),
-                    P(out + o[2]),
-                    w,
-                    h,
-                    cw,
-                    ch,
-                    bg,
-                ),
+                "lfx_finish",
+                grid2((w + PX - 1) // PX, h),
+                BLOCK_2D,
+                P(fin),
+                w,
+                P(fin + o[1]),
+                P(fin + o[2]),
+                cw,
+                P(self.d_matte),
+                mw,
+                mh,
+                P(self.d_alpha_y),
+                P(self.d_alpha_uv),
+                P(out),
+                P(out + o[1]),
+                P(out + o[2]),
+                w,
+                h,
+                cw,
+                ch,
+                bg,
             )
         )
         total = self.frame_bytes
@@ -779,9 +785,10 @@ class FrameChain:
         )
         return ops
 
-    def _blur_ops(self, s: ChainSettings) -> list[Op]:
+    def _blur_ops(self, s: ChainSettings) -> tuple[list[Op], list[tuple[int, int, int]]]:
         """The masked blur of each plane at its pyramid level, as uint8 levels that the last
-        kernel (lfx_finish) upsamples on the fly (``_blur_levels``: pointer and size per plane).
+        kernel (lfx_finish) upsamples on the fly; with the ops, each plane's level (pointer,
+        width, height).
 
         Planes whose levels have the same size, type and radius are blurred together: one
         launch writes x·share of each and the share, stacked; each box pass is one launch over
@@ -850,8 +857,7 @@ class FrameChain:
                 levels[i] = (small + slot * lw * lh, lw, lh)
         if levels[1][1:] != levels[2][1:]:
             raise BackendError("U and V blurred at different levels")  # same plane size: never
-        self._blur_levels = levels
-        return ops
+        return ops, levels
 
     # -- graphs and the per-frame calls --------------------------------------------------------
 
@@ -862,8 +868,12 @@ class FrameChain:
         try:
             for op in ops:
                 op.run()
-        finally:
-            graph = cd.check(cu.cuStreamEndCapture(self.stream.handle), "cuStreamEndCapture")
+        except BaseException:
+            status, graph = cu.cuStreamEndCapture(self.stream.handle)  # leave capture mode
+            if status == cu.CUresult.CUDA_SUCCESS:
+                cu.cuGraphDestroy(graph)
+            raise
+        graph = cd.check(cu.cuStreamEndCapture(self.stream.handle), "cuStreamEndCapture")
         try:
             return cd.check(cu.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
         finally:
@@ -882,29 +892,29 @@ class FrameChain:
         """Forget the temporal state: the next frame's matte is not smoothed against the last."""
         self._first = True
 
-    def launch_pre(self, settings: ChainSettings) -> None:
-        """The upload and everything before the model, as one graph per pyramid depth."""
-        key = ("pre", self.depths(settings))
+    def _launch_graph(self, key: Any, ops: Callable[[], list[Op]], what: str) -> None:
+        """Launch the graph cached under ``key``, captured from ``ops()`` the first time."""
         exe = self._graphs.get(key)
         if exe is None:
             if len(self._graphs) >= self.MAX_GRAPHS:
                 self._destroy_graphs()
-            exe = self._graphs[key] = self.capture(self.pre_ops(settings))
-        cd.check(cu.cuGraphLaunch(exe, self.stream.handle), "cuGraphLaunch (pre)")
+            exe = self._graphs[key] = self.capture(ops())
+        cd.check(cu.cuGraphLaunch(exe, self.stream.handle), f"cuGraphLaunch ({what})")
+
+    def launch_pre(self, settings: ChainSettings) -> None:
+        """The upload and everything before the model, as one graph per pyramid depth."""
+        key = ("pre", self.depths(settings))
+        self._launch_graph(key, partial(self.pre_ops, settings), "pre")
 
     def launch_post(self, settings: ChainSettings) -> None:
-        exe = self._graphs.get(settings)
-        if exe is None:
-            if len(self._graphs) >= self.MAX_GRAPHS:
-                self._destroy_graphs()
-            exe = self._graphs[settings] = self.capture(self.post_ops(settings))
+        """Everything after the model, as one graph per setting."""
         if self._first_set != self._first:
             flag = 1 if self._first else 0
             cd.check(
                 cu.cuMemsetD32Async(self.d_first, flag, 1, self.stream.handle), "cuMemsetD32Async"
             )
             self._first_set = self._first
-        cd.check(cu.cuGraphLaunch(exe, self.stream.handle), "cuGraphLaunch (post)")
+        self._launch_graph(settings, partial(self.post_ops, settings), "post")
         self._first = False
 
     def synchronize(self) -> None:
