@@ -75,7 +75,6 @@ def device_bandwidth(cd: Any, stream: Any, ev: Events, nbytes: int = 512 << 20) 
 
 def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> dict[str, Any]:
     from engine.inference import cuda_driver as cd
-    from engine.ops.cuda import ChainSettings
     from engine.pipeline.cuda_pipeline import CudaPipeline
 
     w, h = RESOLUTIONS[res]
@@ -93,18 +92,7 @@ def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> d
     stream = chain.stream
     ev = Events(cd, stream)
     bw = device_bandwidth(cd, stream, ev)
-    m = config.matte
-    settings = ChainSettings(
-        guided=m.guided,
-        radius=m.radius,
-        eps=m.eps,
-        smoothing=m.smoothing,
-        threshold=m.threshold,
-        feather=m.feather,
-        background={"blur": "blur", "replace": "image", "colour": "colour"}[effect],
-        blur_strength=config.effect.strength if effect == "blur" else 0.0,
-        colour=(149, 43, 21),
-    )
+    settings = p.chain_settings(p.quality)
     ops = chain.pre_ops(settings) + chain.post_ops(settings)
     rows = []
 

@@ -122,13 +122,13 @@ class ReplaceEffect(Effect):
         x, y, w, h = reference.cover_crop(self._rgb.shape[1], self._rgb.shape[0], *frame.size)
         fitted = np.empty((frame.height, frame.width, 3), np.uint8)
         cpu.resize_into(np.ascontiguousarray(self._rgb[y : y + h, x : x + w]), fitted)
-        self._still = cpu.rgb_to_yuv420p(
+        self.still = cpu.rgb_to_yuv420p(
             fitted, colorspace=frame.colorspace, full_range=frame.full_range
         )
 
     def render(self, s: FrameState) -> FrameBuffer:
         if self._video is None:
-            return self._still
+            return self.still
         src = self._video.next_frame()
         fit_planes(src, s.bg)
         s.bg.full_range = src.full_range
@@ -149,10 +149,10 @@ class ColourEffect(Effect):
     def configure(self, frame: FrameBuffer) -> None:
         mat, offset = rgb_to_yuv(frame.colorspace, frame.full_range)
         yuv = np.clip(np.rint(mat @ (np.array(self.config.rgb) / 255.0) + offset), 0, 255)
-        self._yuv = [int(v) for v in yuv]
+        self.yuv = tuple(int(v) for v in yuv)  # Y, U, V code values (the GPU path reads them)
 
     def render(self, s: FrameState) -> FrameBuffer:
-        s.bg.y.fill(self._yuv[0])
-        s.bg.u.fill(self._yuv[1])
-        s.bg.v.fill(self._yuv[2])
+        s.bg.y.fill(self.yuv[0])
+        s.bg.u.fill(self.yuv[1])
+        s.bg.v.fill(self.yuv[2])
         return s.bg

@@ -25,6 +25,13 @@ BACKENDS = ("auto", "cpu", "cuda")
 GPU_EFFECTS = ("blur", "replace", "colour")  # effects with a GPU path
 
 
+def no_gpu_path(effect: str) -> str | None:
+    """Why ``effect`` cannot run on the cuda backend (None: it can)."""
+    if effect in GPU_EFFECTS:
+        return None
+    return f"effect {effect!r} has no GPU path (those that do: {', '.join(GPU_EFFECTS)})"
+
+
 @dataclass(frozen=True)
 class GpuStatus:
     """What this machine has for the GPU path."""
@@ -84,23 +91,20 @@ def choose_backend(choice: str, effect: str, status: GpuStatus | None = None) ->
     if choice == "cpu":
         return BackendChoice("cpu", "asked for")
     st = status if status is not None else gpu_status()
+    why_not = no_gpu_path(effect)
+    full_path = f"{st.gpu}, kernels {st.kernels}, TensorRT {st.tensorrt}"
     if choice == "cuda":
         if st.missing is not None:
             raise BackendError(f"backend cuda: {st.missing}")
-        if effect not in GPU_EFFECTS:
-            raise ConfigError(
-                f"backend cuda: effect {effect!r} has no GPU path (those that do: "
-                f"{', '.join(GPU_EFFECTS)}); use --backend cpu or auto"
-            )
+        if why_not is not None:
+            raise ConfigError(f"backend cuda: {why_not}; use --backend cpu or auto")
         if st.tensorrt is None:
             return BackendChoice(
                 "cuda",
                 f"{st.gpu}, kernels {st.kernels}; models on ONNX Runtime (CPU): "
                 "TensorRT is not installed",
             )
-        return BackendChoice(
-            "cuda", f"{st.gpu}, kernels {st.kernels}, TensorRT {st.tensorrt}", tensorrt=True
-        )
+        return BackendChoice("cuda", full_path, tensorrt=True)
     if st.missing is not None:
         return BackendChoice("cpu", f"no GPU path: {st.missing}")
     if st.tensorrt is None:
@@ -109,11 +113,9 @@ def choose_backend(choice: str, effect: str, status: GpuStatus | None = None) ->
             f"{st.gpu} present but TensorRT is not installed (--backend cuda runs the "
             "kernels on it with the models on ONNX Runtime)",
         )
-    if effect not in GPU_EFFECTS:
-        return BackendChoice("cpu", f"effect {effect!r} has no GPU path")
-    return BackendChoice(
-        "cuda", f"{st.gpu}, kernels {st.kernels}, TensorRT {st.tensorrt}", tensorrt=True
-    )
+    if why_not is not None:
+        return BackendChoice("cpu", why_not)
+    return BackendChoice("cuda", full_path, tensorrt=True)
 
 
 def make_pipeline(config: PipelineConfig, choice: BackendChoice | None = None) -> Pipeline:

@@ -28,7 +28,8 @@ from engine.errors import ConfigError
 from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
-from engine.pipeline.backend import GPU_EFFECTS
+from engine.pipeline.backend import no_gpu_path
+from engine.pipeline.budget import Quality
 from engine.pipeline.pipeline import Pipeline, Stage
 from engine.pipeline.state import FrameState
 
@@ -37,11 +38,9 @@ log = logging.getLogger(__name__)
 
 def check_gpu_effect(config: PipelineConfig) -> None:
     e = config.effect
-    if e.name not in GPU_EFFECTS:
-        raise ConfigError(
-            f"backend cuda: effect {e.name!r} has no GPU path (those that do: "
-            f"{', '.join(GPU_EFFECTS)})"
-        )
+    why_not = no_gpu_path(e.name)
+    if why_not is not None:
+        raise ConfigError(f"backend cuda: {why_not}")
     if e.name == "replace" and e.background is not None:
         from engine import media
 
@@ -69,6 +68,7 @@ class CudaPipeline(Pipeline):
         self.stream = cd.Stream()
         self.tensorrt = tensorrt
         self.chain: cuda.FrameChain | None = None
+        self._frame_settings: cuda.ChainSettings | None = None  # set by ingest, used by both
         super().__init__(config)
 
     def _stage_list(self) -> list[tuple[str, Stage]]:
@@ -126,7 +126,7 @@ class CudaPipeline(Pipeline):
         self.chain = chain
         self.effect.configure(frame)
         if self.config.effect.name == "replace":
-            chain.set_background_image(self.effect._still)  # type: ignore[attr-defined]
+            chain.set_background_image(self.effect.still)  # type: ignore[attr-defined]
         state = FrameState(
             frame=frame,
             out=chain.out_frame,
@@ -140,14 +140,15 @@ class CudaPipeline(Pipeline):
         self.session.reset()
         return state
 
-    def _settings(self, s: FrameState) -> Any:
+    def chain_settings(self, q: Quality) -> Any:
+        """What the GPU chain's graphs bake in, for this config at quality level ``q``."""
         from engine.ops.cuda import ChainSettings
 
-        e, m, q = self.config.effect, self.config.matte, s.quality
+        e, m = self.config.effect, self.config.matte
         background = {"blur": "blur", "replace": "image", "colour": "colour"}[e.name]
         colour = (0, 128, 128)
         if e.name == "colour":
-            colour = tuple(self.effect._yuv)  # type: ignore[attr-defined]
+            colour = self.effect.yuv  # type: ignore[attr-defined]
         if e.name == "blur" and e.strength <= 0.0:
             background = "frame"
         return ChainSettings(
@@ -169,7 +170,8 @@ class CudaPipeline(Pipeline):
         chain = self.chain
         assert chain is not None
         s.frame.copy_into(chain.in_frame)
-        chain.launch_pre(self._settings(s))
+        self._frame_settings = self.chain_settings(s.quality)
+        chain.launch_pre(self._frame_settings)
         if chain.ort:
             chain.synchronize()
 
@@ -193,7 +195,8 @@ class CudaPipeline(Pipeline):
     def _gpu_post(self, s: FrameState) -> None:
         chain = self.chain
         assert chain is not None
-        chain.launch_post(self._settings(s))
+        assert self._frame_settings is not None
+        chain.launch_post(self._frame_settings)
         chain.synchronize()
 
     # -- the frame path -----------------------------------------------------------------------
