@@ -108,13 +108,21 @@ def poisoned_runs(
     return results[0]
 
 
+# The launch shapes engine/ops/cuda.py uses (imported late: it needs cuda-python).
 def grid2(w: int, h: int, z: int = 1) -> tuple[int, int, int]:
     from engine.ops.cuda import grid2 as g
 
     return g(w, h, z)
 
 
+def grid1(n: int) -> tuple[int, int, int]:
+    from engine.ops.cuda import grid1 as g
+
+    return g(n)
+
+
 BLOCK = (32, 8, 1)
+BLOCK1 = (256, 1, 1)
 
 
 # -- kernels ---------------------------------------------------------------------------------
@@ -278,8 +286,8 @@ def test_guided_filter(dev: Dev) -> None:
         f = 4 * n
         dev.launch(
             "lfx_guided_ab",
-            ((n + 255) // 256, 1, 1),
-            (256, 1, 1),
+            grid1(n),
+            BLOCK1,
             P(means),
             P(means + f),
             P(means + 2 * f),
@@ -294,8 +302,8 @@ def test_guided_filter(dev: Dev) -> None:
         # mask clipped to [0, 1], and the history holds the filtered mask itself.
         dev.launch(
             "lfx_guided_smooth_ramp",
-            ((n + 255) // 256, 1, 1),
-            (256, 1, 1),
+            grid1(n),
+            BLOCK1,
             P(mab),
             P(mab + f),
             P(stack),
@@ -330,8 +338,8 @@ def test_smooth_ramp(dev: Dev, smoothing: float, feather: float, first: int) -> 
         dev.cd.check(dev.cu.cuMemcpyHtoD(pp, prev.ctypes.data, prev.nbytes), "cuMemcpyHtoD")
         dev.launch(
             "lfx_smooth_ramp",
-            ((n + 255) // 256, 1, 1),
-            (256, 1, 1),
+            grid1(n),
+            BLOCK1,
             P(pm),
             P(pp),
             P(out),
