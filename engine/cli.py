@@ -24,7 +24,7 @@ from engine.config import (
     PipelineConfig,
     ServerConfig,
 )
-from engine.errors import InputError, LiveFXError
+from engine.errors import LiveFXError
 from engine.models.registry import SEGMENTER_CHOICES
 
 log = logging.getLogger("livefx")
@@ -178,14 +178,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import os
+    import secrets
 
+    from engine.config import IceServer, is_loopback_host
     from engine.server.app import serve
 
-    d = ServerConfig()
+    token = args.token if args.token is not None else os.environ.get("LIVEFX_TOKEN") or None
+    if token == "auto":
+        token = secrets.token_urlsafe(24)
     config = ServerConfig(
         host=args.host,
         port=args.port,
         max_sessions=args.max_sessions,
+        max_players=args.max_players,
         idle_timeout_s=args.idle_timeout,
         encoder=EncoderConfig(
             vp8_cpu_used=args.vp8_cpu_used,
@@ -194,7 +200,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ),
         pipeline=_pipeline_config(args),
         mode=args.mode,
-        max_message_bytes=d.max_message_bytes,
+        token=token,
+        no_auth=args.no_auth,
+        cert=args.cert,
+        key=args.key,
+        ice_servers=tuple(IceServer.parse(text) for text in args.ice_server),
+        allow_origins=tuple(args.allow_origin),
+        whep_bitrate=args.whep_bitrate,
     )
     if args.budget_ms is None and config.pipeline.budget.budget_ms is None:
         # Live video has a frame interval to keep: hold the budget of a 30 fps camera.
@@ -209,10 +221,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     choice = choose_backend(config.pipeline.backend, config.pipeline.effect.name)
     print(f"livefx: {choice.describe()}", file=sys.stderr)
-    try:
-        asyncio.run(serve(config))
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    if not is_loopback_host(config.host) and config.cert is None:
+        print(
+            f"livefx: warning: http://{config.host} is not a secure context: browsers on other "
+            "machines will refuse the camera (give --cert and --key for HTTPS)",
+            file=sys.stderr,
+        )
+    if config.token is None and not is_loopback_host(config.host):
+        print(
+            "livefx: warning: --no-auth: anyone who reaches this port can open sessions",
+            file=sys.stderr,
+        )
+    asyncio.run(serve(config))
     return 0
 
 
@@ -237,7 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the web client and WebRTC sessions")
     p.add_argument("--host", default=d_srv.host, help=f"address to bind (default {d_srv.host})")
     p.add_argument("--port", type=int, default=d_srv.port, help=f"port (default {d_srv.port})")
-    p.add_argument("--max-sessions", type=int, default=d_srv.max_sessions)
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=d_srv.max_sessions,
+        help=f"sessions that run a pipeline: browsers, /offer, WHIP (default {d_srv.max_sessions})",
+    )
+    p.add_argument(
+        "--max-players",
+        type=int,
+        default=d_srv.max_players,
+        help=f"WHEP players, all streams together (default {d_srv.max_players})",
+    )
     p.add_argument(
         "--idle-timeout",
         type=float,
@@ -248,10 +279,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x264-preset", default=d_enc.x264_preset)
     p.add_argument("--keyframe-interval", type=int, default=d_enc.keyframe_interval)
     p.add_argument(
+        "--whep-bitrate",
+        type=int,
+        default=d_srv.whep_bitrate,
+        help="bits/s of a stream's shared WHEP encoder (players' REMB can lower it)",
+    )
+    p.add_argument(
         "--mode",
         default="livefx",
         choices=("livefx", "bare-echo"),
         help="bare-echo: aiortc's plain relay with its own encoders (a latency baseline)",
+    )
+    g = p.add_argument_group("security and reach")
+    g.add_argument(
+        "--token",
+        default=None,
+        help="Bearer token every session request needs (or LIVEFX_TOKEN); 'auto': a random one",
+    )
+    g.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without a token (anyone reaching it can use it)",
+    )
+    g.add_argument("--cert", default=None, help="HTTPS certificate chain (PEM); needs --key")
+    g.add_argument("--key", default=None, help="private key of --cert (PEM)")
+    g.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL[,USER,CREDENTIAL]",
+        help="STUN/TURN server for the server and its clients (repeatable)",
+    )
+    g.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin allowed to call the API cross-site, or '*' (repeatable; default none)",
     )
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_serve)

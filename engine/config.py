@@ -202,20 +202,81 @@ X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )  # fmt: skip
 SERVER_MODES = ("livefx", "bare-echo")
+ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
+
+
+def is_loopback_host(host: str) -> bool:
+    """A bind address that only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server (``--ice-server URL[,username,credential]``)."""
+
+    url: str
+    username: str | None = None
+    credential: str | None = None
+
+    def __post_init__(self) -> None:
+        scheme = self.url.split(":", 1)[0].lower() if ":" in self.url else ""
+        if scheme not in ICE_SCHEMES or len(self.url) <= len(scheme) + 1:
+            raise ConfigError(
+                f"ice_server: {self.url!r} is not a {'/'.join(ICE_SCHEMES)}: URL "
+                "(e.g. stun:stun.example.net:3478)"
+            )
+        if any(c in self.url for c in '<>" \t\r\n'):
+            raise ConfigError(f"ice_server: {self.url!r} contains spaces, quotes or brackets")
+        if scheme.startswith("turn") and (not self.username or not self.credential):
+            raise ConfigError(
+                f"ice_server: {self.url!r} is a TURN server: give url,username,credential"
+            )
+        for name in ("username", "credential"):
+            value = getattr(self, name)
+            if value is not None and any(c in value for c in '"\\\r\n'):
+                raise ConfigError(
+                    f"ice_server: the {name} contains quotes, backslashes or newlines"
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> IceServer:
+        """'URL' or 'URL,username,credential'."""
+        parts = text.split(",")
+        if len(parts) == 1:
+            return cls(parts[0].strip())
+        if len(parts) == 3:
+            return cls(parts[0].strip(), parts[1], parts[2])
+        raise ConfigError(f"ice_server: {text!r} is not URL or URL,username,credential")
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    max_sessions: int = 4
+    max_sessions: int = 4  # sessions that run a pipeline (browser, /offer, WHIP publishers)
+    max_players: int = 64  # WHEP players (no pipeline of their own)
     idle_timeout_s: float = 10.0  # a session with no incoming frame for this long is ended
     stats_interval_s: float = 1.0
     max_message_bytes: int = 64 * 1024  # one WebSocket message
     max_upload_bytes: int = 8 * 1024 * 1024  # one background image
+    max_sdp_bytes: int = 64 * 1024  # one SDP offer or trickle fragment
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     mode: str = "livefx"  # bare-echo: aiortc's plain relay, no pipeline (a baseline)
+    token: str | None = None  # Bearer token for every request that touches a session
+    no_auth: bool = False  # allow a non-loopback bind without a token
+    cert: str | None = None  # HTTPS certificate (PEM) …
+    key: str | None = None  # … and its private key
+    ice_servers: tuple[IceServer, ...] = ()
+    allow_origins: tuple[str, ...] = ()  # CORS: origins allowed to call the API ("*": any)
+    whep_bitrate: int = 1_500_000  # bits/s of the shared WHEP encoders (lowered by players' REMB)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -224,11 +285,41 @@ class ServerConfig:
             raise ConfigError(f"port: {self.port!r} is not an integer")
         _check_range("port", self.port, 0, 65535)
         _check_range("max_sessions", self.max_sessions, 1, 1000)
+        _check_range("max_players", self.max_players, 0, 10_000)
         _check_range("idle_timeout_s", self.idle_timeout_s, 0.5, 3600.0)
         _check_range("stats_interval_s", self.stats_interval_s, 0.1, 60.0)
         _check_range("max_message_bytes", self.max_message_bytes, 1024, 16 * 1024 * 1024)
         _check_range("max_upload_bytes", self.max_upload_bytes, 1024, 256 * 1024 * 1024)
+        _check_range("max_sdp_bytes", self.max_sdp_bytes, 1024, 1024 * 1024)
+        _check_range("whep_bitrate", self.whep_bitrate, 100_000, 50_000_000)
         _check_choice("mode", self.mode, SERVER_MODES)
+        if self.token is not None:
+            if not isinstance(self.token, str) or len(self.token) < 8:
+                raise ConfigError("token: use at least 8 characters (or --token auto)")
+            if any(ord(c) < 0x21 or ord(c) > 0x7E for c in self.token):
+                raise ConfigError("token: printable ASCII only, no spaces")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("cert/key: give both --cert and --key for HTTPS, or neither")
+        for origin in self.allow_origins:
+            if origin != "*" and not (
+                origin.startswith(("http://", "https://")) and "/" not in origin.split("//", 1)[1]
+            ):
+                raise ConfigError(
+                    f"allow_origin: {origin!r} is not '*' or an origin like https://example.com"
+                )
+        if not is_loopback_host(self.host) and self.token is None and not self.no_auth:
+            raise ConfigError(
+                f"host: binding to {self.host} lets other machines open sessions; "
+                "set --token (or LIVEFX_TOKEN, or --token auto), or pass --no-auth"
+            )
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cert else "http"
 
 
 # Settings a client may change, by name, and the config section each belongs to. The CLI, the

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.samples import composited_clip
+from tests.conftest import ROOT, ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -26,29 +29,41 @@ def write_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 30)
     return path
 
 
-@pytest.fixture()
-def browser_page(tmp_path: Path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def sync_api():
+    api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return api
+
+
+def launch(p, camera: Path, *extra: str):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}", *extra],
+    )
+
+
+@pytest.fixture()
+def browser_page(tmp_path: Path):
+    api = sync_api()
     camera = write_y4m(tmp_path / "camera.y4m")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
-        )
+    with api.sync_playwright() as p:
+        browser = launch(p, camera)
         page = browser.new_page(viewport={"width": 1280, "height": 620})
         yield page
         browser.close()
@@ -142,3 +157,118 @@ def test_clean_output_view(server, browser_page, tmp_path: Path) -> None:
     r, _, b = remote_pixel(page, 0.02, 0.02)
     assert b > 140 and r < 60  # chroma blue behind her
     page.screenshot(path=str(tmp_path / "output.png"))
+
+
+AUDIO_STATS = """async () => {
+    const report = await window.livefx.pc.getStats();
+    let packets = 0, level = 0;
+    report.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+            packets = s.packetsReceived || 0;
+            level = Math.max(level, s.audioLevel || 0);
+        }
+    });
+    return [packets, level];
+}"""
+
+
+def test_whep_view_plays_a_stream_published_by_ffmpeg(server, browser_page) -> None:
+    """The page a broadcaster uses as a browser source: no camera, the stream's processed video
+    and audio. It is opened before anyone publishes (409: it waits and retries)."""
+    page = browser_page
+    page.goto(server.url + "/?view=whep&stream=live")
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('waiting')", timeout=10_000
+    )
+    publisher = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "ffmpeg_whip.py"),
+         server.url + "/whip/live?effect=colour&colour=blue", "--seconds", "14"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        page.wait_for_function("window.livefx.framesDecoded > 20", timeout=30_000)
+        assert not page.is_visible("#controls") and not page.is_visible("#local")
+        r, _, b = remote_pixel(page, 0.02, 0.02)
+        assert b > 140 and r < 60  # chroma blue behind her
+        page.wait_for_function(f"({AUDIO_STATS})().then(([n, level]) => n > 50 && level > 0)",
+                               timeout=10_000)  # fmt: skip
+        assert page.evaluate("window.livefx.audioTracks") == 1
+        whep = page.evaluate("window.livefx.whep")
+        assert "/sessions/" in whep
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
+def _certificate(tmp_path: Path, name: str) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "server.crt", tmp_path / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_lets_a_non_localhost_page_use_the_camera(tmp_path: Path) -> None:
+    """From a name other than localhost the camera needs HTTPS: over --cert/--key the page
+    starts it (WSS signalling, the token from the URL); over plain HTTP it cannot."""
+    api = sync_api()
+    name, token = "livefx.test", "browser-token-123"
+    cert, key = _certificate(tmp_path, name)
+    secure = ServerProcess("--cert", cert, "--key", key, "--token", token)
+    plain = ServerProcess("--token", token)
+    camera = write_y4m(tmp_path / "camera.y4m")
+    try:
+        assert secure.url.startswith("https://")
+        port, plain_port = secure.url.rsplit(":", 1)[1], plain.url.rsplit(":", 1)[1]
+        with api.sync_playwright() as p:
+            browser = launch(p, camera, f"--host-resolver-rules=MAP {name} 127.0.0.1")
+            context = browser.new_context(ignore_https_errors=True)  # the test's own certificate
+            page = context.new_page()
+            page.goto(f"https://{name}:{port}/?token={token}")
+            assert page.evaluate("window.isSecureContext") is True
+            assert "token" not in page.url  # taken off the address bar
+            page.wait_for_function("window.livefx.hello !== null", timeout=10_000)
+            page.click("#start")
+            page.wait_for_function("window.livefx.framesDecoded > 15", timeout=30_000)
+            assert page.evaluate("window.livefx.stats === null || window.livefx.stats.fps_in >= 0")
+
+            page = context.new_page()
+            page.goto(f"http://{name}:{plain_port}/?token={token}")
+            assert page.evaluate("window.isSecureContext") is False
+            page.wait_for_function("window.livefx.hello !== null", timeout=10_000)
+            page.click("#start")
+            page.wait_for_function(
+                "document.getElementById('message').textContent.includes('secure page')",
+                timeout=10_000,
+            )
+            assert page.evaluate("window.livefx.framesDecoded") == 0
+            browser.close()
+    finally:
+        secure.stop()
+        plain.stop()

@@ -81,7 +81,7 @@ def test_effect_is_applied_and_teardown_frees_the_session(server, clip) -> None:
         return frames, c, status
 
     frames, c, status = asyncio.run(run())
-    assert status == 204
+    assert status == 200
     assert len(frames) > 40  # about 30 fps for 3 s, minus start-up
     assert len(c.received.latencies_ms) > 30 and c.received.unmatched == 0
     # Green background, person kept: compare with the frames that were sent (the same clip).
@@ -141,7 +141,11 @@ def test_session_limit_and_bad_requests(server, clip) -> None:
     status, body = http(url + "/offer", "POST", b"hello", "application/sdp")
     assert status == 400 and b"must start with v=0" in body
     status, body = http(url + "/offer", "POST", b"v=0\r\nnot really sdp\r\n", "application/sdp")
-    assert status == 400 and b"cannot use this offer" in body
+    assert status == 400 and b"not an SDP line" in body
+    status, body = http(
+        url + "/offer", "POST", b"v=0\r\nm=audio 9 RTP/AVP 0\r\n", "application/sdp"
+    )
+    assert status == 400 and b"no video track" in body
     status, body = http(url + "/offer?effect=sparkle", "POST", b"v=0\r\n", "application/sdp")
     assert status == 400 and b"effect: 'sparkle' is not one of" in body
     status, body = http(url + "/offer?strength=9", "POST", b"v=0\r\n", "application/sdp")

@@ -1,9 +1,32 @@
 // LiveFX web client: camera → WebRTC → LiveFX → processed video back, with live stats.
 // Plain ES module, no build step. Signalling over the WebSocket at /ws (docs/protocol.md).
+// /?view=output: the processed video alone; /?view=whep&stream=NAME: play a WHEP stream.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const outputOnly = params.get("view") === "output";
+const view = params.get("view") || "";
+const outputOnly = view === "output" || view === "whep";
+const PAGE_KEYS = new Set(["view", "token", "stream"]);
+
+// ?token=… (what `livefx serve --token` prints) is kept for this tab and taken off the address
+// bar, so that it does not end up in bookmarks or screenshots.
+const token = params.get("token") || sessionStorage.getItem("livefx-token") || "";
+if (params.has("token")) {
+  sessionStorage.setItem("livefx-token", token);
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+}
+
+function authHeaders(extra = {}) {
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+function tokenProtocol() {
+  // A browser's WebSocket cannot send Authorization: the token rides as a subprotocol.
+  const b64 = btoa(String.fromCharCode(...new TextEncoder().encode(token)));
+  return `livefx.token.${b64.replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "")}`;
+}
 
 // What tests and curious users can read: window.livefx.framesDecoded, .stats, .state
 const state = {
@@ -17,6 +40,8 @@ const state = {
   pingSent: new Map(),
   wsRttMs: null,
   hello: null,
+  whep: null, // the WHEP session's URL
+  audioTracks: 0,
 };
 window.livefx = state;
 
@@ -45,7 +70,7 @@ function settingsFromControls() {
 function settingsFromQuery() {
   // /?view=output&effect=blur&strength=0.8 : the same names as POST /offer's query string
   const s = {};
-  for (const [k, v] of params) if (k !== "view") s[k] = v;
+  for (const [k, v] of params) if (!PAGE_KEYS.has(k)) s[k] = v;
   return s;
 }
 
@@ -57,7 +82,8 @@ function showControlsFor(effect) {
 
 function connectSignalling() {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const ws = new WebSocket(url, token ? ["livefx", tokenProtocol()] : ["livefx"]);
     state.ws = ws;
     ws.onmessage = (event) => {
       let msg;
@@ -69,7 +95,7 @@ function connectSignalling() {
       handleMessage(msg);
       if (msg.type === "hello") resolve(msg);
     };
-    ws.onerror = () => reject(new Error("cannot reach the LiveFX server"));
+    ws.onerror = () => reject(new Error("cannot reach the LiveFX server (or the token is wrong)"));
     ws.onclose = () => {
       if (state.state === "live") show("signalling closed by the server");
       state.state = "closed";
@@ -174,21 +200,26 @@ async function start() {
   show("");
   $("start").disabled = true;
   try {
+    if (!navigator.mediaDevices) {
+      throw new Error("the camera needs a secure page: open it over HTTPS (livefx serve --cert/--key) or on localhost");
+    }
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) await connectSignalling();
     const [width, height] = $("resolution").value.split("x").map(Number);
     const deviceId = $("camera").value;
-    state.stream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 }, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) },
-      audio: false,
-    });
+    const video = { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 }, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) };
+    const wantAudio = outputOnly ? params.get("audio") !== "0" : $("audio").checked;
+    try {
+      state.stream = await navigator.mediaDevices.getUserMedia({ video, audio: wantAudio });
+    } catch (err) {
+      if (!wantAudio) throw err;
+      state.stream = await navigator.mediaDevices.getUserMedia({ video, audio: false }); // no microphone
+    }
     $("local").srcObject = state.stream;
     listCameras().catch(() => {});
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: state.hello?.ice_servers || [] });
     state.pc = pc;
-    for (const track of state.stream.getVideoTracks()) pc.addTrack(track, state.stream);
-    pc.ontrack = (event) => {
-      $("remote").srcObject = event.streams[0] || new MediaStream([event.track]);
-    };
+    for (const track of state.stream.getTracks()) pc.addTrack(track, state.stream);
+    attachRemote(pc);
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed") show("connection failed");
     };
@@ -201,6 +232,73 @@ async function start() {
     show(err.message || String(err));
     $("start").disabled = false;
   }
+}
+
+function attachRemote(pc) {
+  // The processed video and the audio that came back with it, in one stream: the browser keeps
+  // them in sync (RTCP sender reports), the server sends them in sync.
+  // (srcObject is set on the first track: an element with an empty stream would hold the
+  // page's load event until media arrives.)
+  const remote = new MediaStream();
+  pc.ontrack = (event) => {
+    remote.addTrack(event.track);
+    if ($("remote").srcObject !== remote) $("remote").srcObject = remote;
+    if (event.track.kind === "audio") state.audioTracks += 1;
+  };
+}
+
+async function startWhep() {
+  // A WHEP player: no camera, the named stream's processed video and its audio.
+  const name = params.get("stream");
+  if (!name) {
+    show("view=whep needs &stream=NAME");
+    return;
+  }
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  state.pc = pc;
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  attachRemote(pc);
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "failed") retryWhep("connection failed");
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGatheringComplete(pc);
+  const response = await fetch(`/whep/${encodeURIComponent(name)}`, {
+    method: "POST",
+    headers: authHeaders({ "Content-Type": "application/sdp" }),
+    body: pc.localDescription.sdp,
+  });
+  if (response.status === 409) {
+    const wait = Number(response.headers.get("Retry-After") || 2);
+    pc.close();
+    show(`waiting for a publisher on ${name}`);
+    setTimeout(() => startWhep().catch((err) => show(err.message)), wait * 1000);
+    return;
+  }
+  if (response.status !== 201) {
+    show(`WHEP refused: ${response.status} ${await response.text()}`);
+    return;
+  }
+  state.whep = new URL(response.headers.get("Location"), location.href).href;
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  state.state = "live";
+  show("");
+  $("remote").play().catch(() => {
+    // Autoplay with sound needs a user gesture outside broadcast software's browser sources.
+    $("remote").muted = true;
+    $("remote").play().catch(() => {});
+  });
+}
+
+function retryWhep(reason) {
+  show(`${reason}; retrying`);
+  state.pc?.close();
+  setTimeout(() => startWhep().catch((err) => show(err.message)), 2000);
+}
+
+function endWhep() {
+  if (state.whep) fetch(state.whep, { method: "DELETE", headers: authHeaders(), keepalive: true });
 }
 
 function stop() {
@@ -229,7 +327,7 @@ async function uploadBackground() {
     show("start the camera first, then upload a background");
     return;
   }
-  const response = await fetch(`/sessions/${state.session}/background`, { method: "POST", body: file });
+  const response = await fetch(`/sessions/${state.session}/background`, { method: "POST", headers: authHeaders(), body: file });
   if (!response.ok) {
     show(`upload refused: ${(await response.json()).error}`);
     return;
@@ -251,6 +349,17 @@ function ping() {
 function init() {
   countDecodedFrames($("remote"));
   showControlsFor($("effect").value);
+  $("sound").addEventListener("click", () => {
+    $("remote").muted = !$("remote").muted;
+    $("sound").textContent = $("remote").muted ? "sound off" : "sound on";
+  });
+  if (view === "whep") {
+    document.body.classList.add("output-only");
+    $("remote").muted = params.get("muted") === "1";
+    window.addEventListener("pagehide", endWhep);
+    startWhep().catch((err) => show(err.message));
+    return;
+  }
   setInterval(ping, 2000);
   setInterval(renderStats, 1000);
   if (outputOnly) {

@@ -1,19 +1,20 @@
-"""The LiveFX server: routes, signalling, the session registry.
+"""The LiveFX server: routes, signalling, the session and stream registries, on aiohttp.
 
-HTTP (same port):
-  GET  /                      the web client (``/?view=output``: the processed video only)
-  GET  /app.js, /style.css    its files
-  GET  /health                {"status": "ok", "sessions": n, "max_sessions": m, ...}
-  GET  /stats                 every session's stats
-  POST /offer?SETTINGS        body application/sdp → 201 application/sdp answer, Location
-  PATCH /sessions/ID?SETTINGS change a session's settings → 200 JSON
-  POST /sessions/ID/background  an image (body) for ``background=upload`` → 200 JSON
-  DELETE /sessions/ID         end a session → 204
-  GET  /ws                    WebSocket signalling (docs/protocol.md)
+HTTP and WebSocket on one port (HTTPS/WSS with ``--cert/--key``); every route is listed in
+docs/protocol.md:
 
-SETTINGS are the names in ``engine.config.SETTINGS`` (effect, strength, colour, background,
-threshold, feather, smoothing, guided, budget_ms, segmenter). Over the network ``background``
-names a shipped background (rocket, hubble, coffee) or ``upload``; never a server path.
+  GET  /                         the web client (``?view=output``, ``?view=whep&stream=NAME``)
+  GET  /health                   liveness: {"status": "ok", ...}
+  GET  /stats                    every session's and stream's stats
+  POST /offer?SETTINGS           application/sdp offer → 201 answer, Location: /sessions/ID
+  POST /whip/NAME?SETTINGS       WHIP publish (RFC 9725), engine/server/whip.py
+  POST /whep/NAME                WHEP play
+  PATCH /sessions/ID             ?SETTINGS, or a trickle-ice-sdpfrag body (WHIP/WHEP)
+  POST /sessions/ID/background   an image for ``background=upload``
+  DELETE /sessions/ID            end a session → 200
+  GET  /ws                       WebSocket signalling
+
+Cross-cutting rules (errors, CORS, the token) are middleware (engine/server/middleware.py).
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ import contextlib
 import json
 import logging
 import os
+import re
+import socket
+import ssl
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from aiohttp import WSMsgType, web
 
 from engine import __version__
 from engine.config import (
@@ -42,25 +48,34 @@ from engine.config import (
     update,
 )
 from engine.errors import ConfigError, InputError, LiveFXError
-from engine.server import rtc
-from engine.server.http import HttpServer, Request, Response, WebSocket
+from engine.server import middleware, rtc, sdp, whip
+from engine.server.middleware import HttpError
 from engine.server.session import Session
+from engine.server.stream import Stream
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web_client"
 BACKGROUNDS_DIR = Path(__file__).resolve().parent.parent.parent / "samples" / "backgrounds"
 STATIC = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/": ("index.html", "text/html"),
+    "/index.html": ("index.html", "text/html"),
+    "/app.js": ("app.js", "text/javascript"),
+    "/style.css": ("style.css", "text/css"),
 }
 MESSAGE_TYPES = ("offer", "settings", "ping", "bye")
+STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class BadMessage(Exception):
     """A signalling message that breaks the schema; answered with an error, never fatal."""
+
+
+class Full(HttpError):
+    def __init__(self, what: str, n: int, limit: int) -> None:
+        super().__init__(
+            503, f"server full: {n} of {limit} {what} in use; try again later", {"Retry-After": "5"}
+        )
 
 
 def shipped_backgrounds() -> list[str]:
@@ -71,36 +86,85 @@ class LiveFXServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.sessions: dict[str, Session] = {}
-        self.http = HttpServer(
-            self.handle,
-            self.handle_ws,
-            max_body=config.max_upload_bytes,
-            max_ws_message=config.max_message_bytes,
-        )
+        self.streams: dict[str, Stream] = {}
         self.port = config.port
         self.started = time.monotonic()
+        self.dtls_failures: list[str] = []
+        self.ended: deque[dict[str, Any]] = deque(maxlen=20)  # the last sessions that ended
         self._watchers: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.app = self._make_app()
 
     # -- life cycle -------------------------------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[
+                middleware.cors(self.config),
+                middleware.errors,
+                middleware.auth(self.config),
+            ],
+            client_max_size=self.config.max_upload_bytes,
+        )
+        r = app.router
+        for path in STATIC:
+            r.add_get(path, self.static)
+        r.add_get("/favicon.ico", self.no_content)
+        r.add_get("/health", self.health_route)
+        r.add_get("/stats", self.stats_route)
+        r.add_post("/offer", self.offer)
+        r.add_route("OPTIONS", "/offer", self.options)
+        r.add_get("/ws", self.websocket, allow_head=False)
+        whip.add_routes(r, self)
+        r.add_post("/sessions/{id}/background", self.background)
+        return app
 
     async def start(self) -> int:
         livefx = self.config.mode == "livefx"
         rtc.install_encoders(self.config.encoder if livefx else None)
         rtc.install_jitter_buffer(low_latency=livefx)
-        rtc.use_loopback_ice(self.config.host in ("127.0.0.1", "localhost", "::1"))
-        self.port = await self.http.start(self.config.host, self.config.port)
+        rtc.install_dtls()
+        rtc.configure_ice(self.config.host)
+        self.dtls_failures = rtc.dtls_check()
+        if self.dtls_failures:
+            log.warning(
+                "DTLS will fail with peers using %s certificates (this OpenSSL cannot, or "
+                "OPENSSL_CONF=%s did not add the P-224 group)",
+                ", ".join(self.dtls_failures),
+                os.environ.get("OPENSSL_CONF"),
+            )
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = _listen(self.config.host, self.config.port)
+        self.port = int(sock.getsockname()[1])
+        site = web.SockSite(self._runner, sock, ssl_context=self._ssl_context())
+        await site.start()
         log.info(
-            "LiveFX %s serving on http://%s:%d (%s)",
+            "LiveFX %s serving on %s://%s:%d (%s)",
             __version__,
+            self.config.scheme,
             self.config.host,
             self.port,
             self.config.mode,
         )
         return self.port
 
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.config.cert is None or self.config.key is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.config.cert, self.config.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cert/key: cannot load {self.config.cert}: {exc}") from None
+        return ctx
+
     async def stop(self) -> None:
         await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
-        await self.http.close()
+        for stream in self.streams.values():
+            stream.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -123,10 +187,10 @@ class LiveFXServer:
                 changes["background"] = str(BACKGROUNDS_DIR / f"{name}.jpg")
             else:
                 names = ", ".join(shipped_backgrounds())
-                raise ConfigError(f"background: {name!r} is not one of {names} or upload")
+                raise ConfigError(f"background: {str(name)[:80]!r} is not one of {names} or upload")
         if "model" in changes and changes["model"] not in GENERATOR_NAMES:
             raise ConfigError(
-                f"model: {changes['model']!r} is not one of {', '.join(GENERATOR_NAMES)}"
+                f"model: {str(changes['model'])[:80]!r} is not one of {', '.join(GENERATOR_NAMES)}"
             )
         config = update(base, changes)
         if config.effect != base.effect and config.effect.name in ("replace", "gan"):
@@ -136,79 +200,165 @@ class LiveFXServer:
             create_effect(config.effect).close()
         return config
 
-    # -- HTTP -------------------------------------------------------------------------------
+    def describe_settings(self, config: PipelineConfig) -> dict[str, Any]:
+        """Settings as a client sees them: a background is its shipped name, never a path."""
+        out = describe(config)
+        background = config.effect.background
+        if background is not None:
+            path = Path(background)
+            out["effect"]["background"] = path.stem if path.parent == BACKGROUNDS_DIR else "upload"
+        return out
 
-    async def handle(self, request: Request) -> Response:
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def start_session(
+        self,
+        offer: str,
+        config: PipelineConfig,
+        kind: str = "sendrecv",
+        stream: Stream | None = None,
+        client: str = "",
+    ) -> tuple[Session, str]:
+        session = Session(self.config, config, kind=kind, stream=stream, client=client)
+        if session.processes:
+            used = sum(s.processes for s in self.sessions.values())
+            if used >= self.config.max_sessions:
+                raise Full("sessions", used, self.config.max_sessions)
+        elif kind == "play":
+            used = sum(s.kind == "play" for s in self.sessions.values())
+            if used >= self.config.max_players:
+                raise Full("players", used, self.config.max_players)
+        self.sessions[session.id] = session
+        if stream is not None and kind == "publish":
+            stream.set_publisher(session)
         try:
-            return await self._route(request)
-        except _Full as exc:
-            return Response.error(503, str(exc), **{"Retry-After": "5"})
-        except (ConfigError, InputError) as exc:
-            return Response.error(400, str(exc))
-        except LiveFXError as exc:
-            return Response.error(500, str(exc))
+            answer = await session.answer(offer)
+        except LiveFXError:
+            await self._forget(session, "offer refused")
+            raise
+        except Exception as exc:  # aiortc raises ValueError & co. for SDP it cannot use
+            await self._forget(session, "offer refused")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot use this offer: {first[:200]}") from exc
+        task = asyncio.ensure_future(self._forget_when_closed(session))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        log.info(
+            "session %s (%s%s) started: %d sessions",
+            session.id,
+            kind,
+            f" {stream.name}" if stream is not None else "",
+            len(self.sessions),
+        )
+        return session, answer
 
-    async def _route(self, r: Request) -> Response:
-        if r.method in ("GET", "HEAD") and r.path in STATIC:
-            name, kind = STATIC[r.path]
-            try:
-                return Response(200, (WEB_DIR / name).read_bytes(), kind)
-            except OSError:
-                return Response.error(404, f"{name} is missing from {WEB_DIR}")
-        if r.path == "/favicon.ico":
-            return Response(204)
-        if r.method == "GET" and r.path == "/health":
-            return Response.json(200, self.health())
-        if r.method == "GET" and r.path == "/stats":
-            return Response.json(
-                200, {"sessions": [await s.stats() for s in self.sessions.values()]}
+    async def _forget(self, session: Session, reason: str) -> None:
+        await session.close(reason)
+        self.sessions.pop(session.id, None)
+        self._drop_stream_if_empty(session.stream)
+
+    async def _forget_when_closed(self, session: Session) -> None:
+        await session.closed.wait()
+        self.sessions.pop(session.id, None)
+        self._drop_stream_if_empty(session.stream)
+        self.ended.append(
+            {
+                "session": session.id,
+                "kind": session.kind,
+                "stream": session.stream.name if session.stream is not None else None,
+                "reason": session.close_reason,
+            }
+        )
+        log.info("session %s ended: %s", session.id, session.close_reason)
+
+    def stream(self, name: str, create: bool = False) -> Stream | None:
+        if not STREAM_NAME.match(name):
+            raise HttpError(
+                400, "stream names are 1-64 letters, digits, '.', '_' or '-', starting alphanumeric"
             )
-        if r.path == "/offer":
-            if r.method != "POST":
-                return Response.error(405, "use POST", Allow="POST")
-            return await self._offer(r)
-        if r.path.startswith("/sessions/"):
-            parts = r.path.split("/")
-            session = self.sessions.get(parts[2]) if len(parts) > 2 else None
-            if session is None:
-                return Response.error(404, "no such session")
-            if len(parts) == 3 and r.method == "DELETE":
-                await session.close("deleted by the client")
-                return Response(204)
-            if len(parts) == 3 and r.method == "PATCH":
-                session.set_config(self.settings(session.config, r.query, session))
-                return Response.json(200, {"settings": describe(session.config)})
-            if len(parts) == 4 and parts[3] == "background" and r.method == "POST":
-                self._save_upload(session, r.body)
-                return Response.json(200, {"background": "upload", "bytes": len(r.body)})
-            return Response.error(405, f"{r.method} is not allowed on {r.path}")
-        return Response.error(404, f"nothing at {r.path}")
+        stream = self.streams.get(name)
+        if stream is None and create:
+            stream = Stream(
+                name, self.config.encoder, self.config.whep_bitrate, asyncio.get_running_loop()
+            )
+            self.streams[name] = stream
+        return stream
+
+    def _drop_stream_if_empty(self, stream: Stream | None) -> None:
+        if stream is not None and stream.empty and self.streams.get(stream.name) is stream:
+            stream.close()
+            del self.streams[stream.name]
+
+    def session_of(self, request: web.Request) -> Session:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            raise HttpError(404, "no such session")
+        return session
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name, kind = STATIC[request.path]
+        try:
+            body = (WEB_DIR / name).read_bytes()
+        except OSError:
+            raise HttpError(404, f"{name} is missing from the installation") from None
+        return web.Response(body=body, content_type=kind, charset="utf-8")
+
+    async def no_content(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async def options(self, request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=204)
+        response.headers["Accept-Post"] = "application/sdp"
+        return response
 
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
             "mode": self.config.mode,
-            "sessions": len(self.sessions),
+            "sessions": sum(s.processes for s in self.sessions.values()),
+            "players": sum(s.kind == "play" for s in self.sessions.values()),
+            "streams": len(self.streams),
             "max_sessions": self.config.max_sessions,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
 
-    async def _offer(self, r: Request) -> Response:
-        kind = r.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/sdp":
-            return Response.error(415, "the offer must be sent as application/sdp")
-        try:
-            sdp = r.body.decode("utf-8")
-        except UnicodeDecodeError:
-            return Response.error(400, "the offer is not UTF-8 text")
-        if not sdp.startswith("v=0"):
-            return Response.error(400, "the body is not an SDP offer (it must start with v=0)")
-        config = self.settings(self.config.pipeline, r.query, None)
-        session, answer = await self._start_session(sdp, config)
-        return Response(
-            201, answer.encode(), "application/sdp", {"Location": f"/sessions/{session.id}"}
+    async def health_route(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.health())
+
+    async def stats_route(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "sessions": [await self.session_stats(s) for s in list(self.sessions.values())],
+                "streams": [s.stats() for s in self.streams.values()],
+                "ended": list(self.ended),
+            }
         )
+
+    async def session_stats(self, session: Session) -> dict[str, Any]:
+        stats = await session.stats()
+        stats["settings"] = self.describe_settings(session.config)
+        return stats
+
+    async def offer(self, request: web.Request) -> web.StreamResponse:
+        offer = await whip.read_sdp(request, self.config.max_sdp_bytes)
+        config = self.settings(self.config.pipeline, dict(request.query), None)
+        sdp.check_sendrecv_offer(offer)
+        session, answer = await self.start_session(offer, config, client=_client(request))
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/sessions/{session.id}", "ETag": session.etag},
+        )
+
+    async def background(self, request: web.Request) -> web.StreamResponse:
+        session = self.session_of(request)
+        body = await request.read()
+        self._save_upload(session, body)
+        return web.json_response({"background": "upload", "bytes": len(body)})
 
     def _save_upload(self, session: Session, body: bytes) -> None:
         if not body:
@@ -224,65 +374,40 @@ class LiveFXServer:
             with contextlib.suppress(OSError):
                 os.unlink(old)
 
-    async def _start_session(self, sdp: str, config: PipelineConfig) -> tuple[Session, str]:
-        if len(self.sessions) >= self.config.max_sessions:
-            raise _Full(len(self.sessions), self.config.max_sessions)
-        session = Session(self.config, config)
-        self.sessions[session.id] = session
-        try:
-            answer = await session.answer(sdp)
-        except LiveFXError:
-            await session.close("offer refused")
-            self.sessions.pop(session.id, None)
-            raise
-        except Exception as exc:  # aiortc raises ValueError & co. for SDP it cannot use
-            await session.close("offer refused")
-            self.sessions.pop(session.id, None)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot use this offer: {first}") from exc
-        task = asyncio.ensure_future(self._forget_when_closed(session))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-        log.info(
-            "session %s started (%d of %d)",
-            session.id,
-            len(self.sessions),
-            self.config.max_sessions,
-        )
-        return session, answer
-
-    async def _forget_when_closed(self, session: Session) -> None:
-        await session.closed.wait()
-        self.sessions.pop(session.id, None)
-        log.info("session %s ended: %s", session.id, session.close_reason)
-
     # -- WebSocket signalling ---------------------------------------------------------------
 
-    async def handle_ws(self, ws: WebSocket, request: Request) -> None:
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.max_message_bytes, protocols=("livefx",), heartbeat=None
+        )
+        await ws.prepare(request)
         session: Session | None = None
         stats_task: asyncio.Task[None] | None = None
-        await ws.send(json.dumps({
+
+        async def send(message: dict[str, Any]) -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(json.dumps(message))
+
+        await send({
             "type": "hello",
             "version": __version__,
             "mode": self.config.mode,
             "effects": list(EFFECTS),
             "backgrounds": shipped_backgrounds(),
             "models": list(GENERATOR_NAMES),
-            "settings": describe(self.config.pipeline),
+            "settings": self.describe_settings(self.config.pipeline),
             "setting_names": sorted(SETTINGS),
-        }))  # fmt: skip
+            "ice_servers": whip.ice_servers_json(self.config),
+        })  # fmt: skip
         try:
-            while True:
-                raw = await ws.recv()
-                if raw is None:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
                     break
                 try:
-                    message = self._parse(raw)
+                    message = self._parse(msg.data if msg.type == WSMsgType.TEXT else b"")
                     kind = message["type"]
                     if kind == "ping":
-                        await ws.send(
-                            json.dumps({"type": "pong", "id": message.get("id"), "t": time.time()})
-                        )
+                        await send({"type": "pong", "id": message.get("id"), "t": time.time()})
                     elif kind == "bye":
                         break
                     elif kind == "offer":
@@ -291,37 +416,34 @@ class LiveFXServer:
                         config = self.settings(
                             self.config.pipeline, message.get("settings", {}), None
                         )
-                        session, answer = await self._start_session(message["sdp"], config)
-                        await ws.send(
-                            json.dumps({"type": "answer", "sdp": answer, "session": session.id})
+                        sdp.check_sendrecv_offer(message["sdp"])
+                        session, answer = await self.start_session(
+                            message["sdp"], config, client=_client(request)
                         )
-                        stats_task = asyncio.ensure_future(self._push_stats(ws, session))
+                        await send({"type": "answer", "sdp": answer, "session": session.id})
+                        stats_task = asyncio.ensure_future(self._push_stats(send, ws, session))
                     elif kind == "settings":
                         if session is None:
                             raise BadMessage("send an offer first")
                         session.set_config(
                             self.settings(session.config, message["settings"], session)
                         )
-                        await ws.send(
-                            json.dumps({"type": "settings", "settings": describe(session.config)})
+                        await send(
+                            {"type": "settings", "settings": self.describe_settings(session.config)}
                         )
-                except _Full as exc:
-                    await ws.send(
-                        json.dumps({"type": "error", "error": "full", "message": str(exc)})
-                    )
+                except Full as exc:
+                    await send({"type": "error", "error": "full", "message": str(exc)})
                 except (BadMessage, ConfigError, InputError) as exc:
-                    await ws.send(
-                        json.dumps({"type": "error", "error": "bad_message", "message": str(exc)})
-                    )
+                    await send({"type": "error", "error": "bad_message", "message": str(exc)})
                 except LiveFXError as exc:
-                    await ws.send(
-                        json.dumps({"type": "error", "error": "failed", "message": str(exc)})
-                    )
+                    await send({"type": "error", "error": "failed", "message": str(exc)})
         finally:
             if stats_task is not None:
                 stats_task.cancel()
             if session is not None:
                 await session.close("signalling closed")
+            await ws.close()
+        return ws
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         if isinstance(raw, bytes):
@@ -334,7 +456,9 @@ class LiveFXServer:
             raise BadMessage("a message must be a JSON object")
         kind = message.get("type")
         if kind not in MESSAGE_TYPES:
-            raise BadMessage(f"type must be one of {', '.join(MESSAGE_TYPES)}, got {kind!r}")
+            raise BadMessage(
+                f"type must be one of {', '.join(MESSAGE_TYPES)}, got {str(kind)[:40]!r}"
+            )
         if kind == "offer":
             if not isinstance(message.get("sdp"), str) or not message["sdp"].startswith("v=0"):
                 raise BadMessage("offer: 'sdp' must be an SDP string starting with v=0")
@@ -344,27 +468,62 @@ class LiveFXServer:
             raise BadMessage("settings: 'settings' must be an object of setting names to values")
         return message
 
-    async def _push_stats(self, ws: WebSocket, session: Session) -> None:
-        try:
+    async def _push_stats(self, send: Any, ws: web.WebSocketResponse, session: Session) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
             while not session.closed.is_set() and not ws.closed:
                 await asyncio.sleep(self.config.stats_interval_s)
-                await ws.send(json.dumps({"type": "stats", **(await session.stats())}))
+                await send({"type": "stats", **(await self.session_stats(session))})
             if session.closed.is_set():
-                await ws.send(json.dumps({"type": "closed", "reason": session.close_reason}))
-        except asyncio.CancelledError:
-            pass
+                await send({"type": "closed", "reason": session.close_reason})
 
 
-class _Full(LiveFXError):
-    def __init__(self, n: int, limit: int) -> None:
-        super().__init__(f"server full: {n} of {limit} sessions in use; try again later")
+def _client(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def page_url(config: ServerConfig, port: int) -> str:
+    """The URL to open: the bind address (or 127.0.0.1 for a wildcard), and the token."""
+    host = config.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"{config.scheme}://{host}:{port}/"
+    return url + (f"?token={config.token}" if config.token else "")
 
 
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
     """Run the server until cancelled."""
     server = LiveFXServer(config)
     await server.start()
-    print(f"LiveFX serving on http://{config.host}:{server.port}/  (Ctrl-C to stop)", flush=True)
+    shown = config.host if ":" not in config.host else f"[{config.host}]"
+    print(
+        f"LiveFX serving on {config.scheme}://{shown}:{server.port}/  (Ctrl-C to stop)",
+        flush=True,
+    )
+    if config.token:
+        print(f"open {page_url(config, server.port)}", flush=True)
     if ready is not None:
         ready.set()
     try:

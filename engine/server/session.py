@@ -1,9 +1,16 @@
-"""One WebRTC session: a peer connection, a FrameGate, a pipeline on its own worker thread.
+"""One WebRTC session: a peer connection and, unless it only plays, a pipeline on its own thread.
+
+Three kinds:
+
+- ``sendrecv`` (``POST /offer``, ``/ws``): the peer's video through the pipeline back to the
+  peer, its audio back in sync;
+- ``publish`` (WHIP): the peer's video through the pipeline into a ``Stream``, its audio too;
+- ``play`` (WHEP): a stream's encoded video and audio out to the peer; no pipeline.
 
 Frame path: aiortc decodes (its thread) → ``_read`` (event loop: only moves the frame into the
 gate, so aiortc's unbounded queue never grows) → ``FrameGate`` (newest wins) → worker thread
-(``Pipeline.process``) → ``ProcessedTrack`` (newest wins again) → aiortc encodes (its thread).
-Nothing CPU-heavy runs on the event loop.
+(``Pipeline.process``) → ``ProcessedTrack`` or the stream's encoders (newest wins again) →
+aiortc's sender. Nothing CPU-heavy runs on the event loop.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import threading
 import time
@@ -22,82 +30,59 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from engine.config import PipelineConfig, ServerConfig, describe
-from engine.errors import InputError, LiveFXError
+from engine.errors import LiveFXError
 from engine.media import frame_from_av, frame_to_av
 from engine.pipeline import Pipeline, make_pipeline
 from engine.pipeline.gate import FrameGate, GateClosed
-from engine.server import rtc
+from engine.server import rtc, sdp
+from engine.server.stream import SharedVideoEncoder, Stream
+from engine.server.tracks import (
+    AudioDelay,
+    DelayedAudioTrack,
+    DelayStats,
+    PacketTrack,
+    ProcessedTrack,
+    RelayTrack,
+)
 
 log = logging.getLogger(__name__)
 
-
-class ProcessedTrack(MediaStreamTrack):
-    """The outgoing video: the newest processed frame, handed to aiortc's sender."""
-
-    kind = "video"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._frame: av.VideoFrame | None = None
-        self._ready = asyncio.Event()
-        self.sent = 0
-        self.replaced = 0  # processed frames the sender never took (it was busy)
-        self.sent_times: deque[float] = deque(maxlen=120)
-
-    def push(self, frame: av.VideoFrame) -> None:
-        """Called on the event loop (from the worker through call_soon_threadsafe)."""
-        if self._frame is not None:
-            self.replaced += 1
-        self._frame = frame
-        self._ready.set()
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._ready.wait()
-        self._ready.clear()
-        frame = self._frame
-        self._frame = None
-        if frame is None or self.readyState != "live":
-            raise MediaStreamError
-        self.sent += 1
-        self.sent_times.append(time.monotonic())
-        return frame
-
-    def stop(self) -> None:
-        super().stop()
-        self._ready.set()
-
-
-class RelayTrack(MediaStreamTrack):
-    """The bare aiortc echo: each received frame sent back as it is (the baseline)."""
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack) -> None:
-        super().__init__()
-        self.source = source
-        self.sent = 0
-
-    async def recv(self) -> Any:
-        frame = await self.source.recv()
-        self.sent += 1
-        return frame
+KINDS = ("sendrecv", "publish", "play")
 
 
 class Session:
-    def __init__(self, server_config: ServerConfig, pipeline_config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        server_config: ServerConfig,
+        pipeline_config: PipelineConfig,
+        kind: str = "sendrecv",
+        stream: Stream | None = None,
+        client: str = "",
+    ) -> None:
+        assert kind in KINDS and (stream is not None) == (kind != "sendrecv")
         self.id = secrets.token_urlsafe(9)
+        self.etag = f'"{secrets.token_hex(8)}"'
+        self.kind = kind
+        self.stream = stream
+        self.client = client
         self.server_config = server_config
         self.config = pipeline_config
-        self.pc = rtc.peer_connection()
-        self.gate: FrameGate[av.VideoFrame] = FrameGate()
-        self.out = ProcessedTrack()
-        self.relay: RelayTrack | None = None
+        self.pc = rtc.peer_connection(server_config.ice_servers)
+        self.gate: FrameGate[tuple[av.VideoFrame, float]] = FrameGate()
+        self.delays = DelayStats()
+        self.out = ProcessedTrack(self.delays, rtc.encode_times.median_s)
+        self.audio_delay: AudioDelay | None = None
+        self.audio_out: MediaStreamTrack | None = None
+        self.relays: list[RelayTrack] = []
+        self.play_video: PacketTrack | None = None
+        self.play_audio: PacketTrack | None = None
+        self.encoder: SharedVideoEncoder | None = None
         self.loop = asyncio.get_running_loop()
         self.created = time.monotonic()
         self.last_frame = time.monotonic()
+        self.last_media = 0.0
         self.frames_in = 0
+        self.audio_in = 0
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.errors: deque[str] = deque(maxlen=20)
@@ -110,26 +95,29 @@ class Session:
         self._frames_seen: deque[float] = deque(maxlen=120)
         self.upload_path: str | None = None
 
+    @property
+    def processes(self) -> bool:
+        """Whether this session runs a pipeline (and counts against --max-sessions)."""
+        return self.kind != "play" and self.server_config.mode == "livefx"
+
     # -- set-up ---------------------------------------------------------------------------------
 
     async def answer(self, offer_sdp: str) -> str:
-        """Take the client's offer, return our answer (ICE gathered: no trickle)."""
-        if self.server_config.host in ("127.0.0.1", "localhost", "::1"):
-            offer_sdp = rtc.only_loopback_candidates(offer_sdp)
+        """Take the client's offer, return our answer (ICE gathered: no server-side trickle)."""
+        if self.server_config.loopback:
+            # Keep the client's own host candidates (a loopback server reaches this machine's
+            # addresses without leaving it); drop what would need the network.
+            offer_sdp = sdp.filter_candidates(offer_sdp, sdp.local_only(rtc.own_addresses()))
         # Made here, not in the worker: a bad setting fails the offer, not the first frame.
-        if self.server_config.mode == "livefx":
+        if self.processes:
             self._pipeline = make_pipeline(self.config)
+        if self.kind == "play":
+            self.play_video = PacketTrack("video")
+            self.play_audio = PacketTrack("audio")
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind != "video":
-                return
-            if self.server_config.mode == "bare-echo":
-                self.relay = RelayTrack(track)
-                self.pc.addTrack(self.relay)
-            else:
-                self.pc.addTrack(self.out)
-                self._tasks.append(asyncio.ensure_future(self._read(track)))
+            self._on_track(track)
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -139,17 +127,84 @@ class Session:
                 await self.close(f"connection {state}")
 
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        if not any(t.kind == "video" for t in self.pc.getTransceivers()):
-            raise InputError("cannot use this offer: it has no video track")
+        if self.kind == "play":
+            self._add_play_tracks()
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        if self.server_config.mode == "livefx":
+        local = str(self.pc.localDescription.sdp)
+        self._check_answer(local)
+        if self.kind != "play":
+            rtc.keep_consent_with_media(self.pc, lambda: self.last_media)
+        if self._pipeline is not None or self.kind == "publish":
             self._worker = threading.Thread(
                 target=self._work, name=f"livefx-{self.id}", daemon=True
             )
             self._worker.start()
+        if self.kind == "play":
+            self._join_stream(local)
         self._tasks.append(asyncio.ensure_future(self._watchdog()))
-        return str(self.pc.localDescription.sdp)
+        return sdp.add_rtcp_mux_only(local)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if self.kind == "play":
+            return  # a sendrecv player's own media is not used
+        # bare-echo: aiortc's plain relay back to the peer; a bare-echo publisher feeds its
+        # decoded frames to the stream as they are (the WHIP → WHEP pass-through baseline).
+        bare = self.server_config.mode == "bare-echo" and self.kind == "sendrecv"
+        if track.kind == "video":
+            if bare:
+                self.relays.append(RelayTrack(track))
+                self.pc.addTrack(self.relays[-1])
+            else:
+                if self.kind == "sendrecv":
+                    self.pc.addTrack(self.out)
+                self._tasks.append(asyncio.ensure_future(self._read(track)))
+        elif track.kind == "audio":
+            if bare:
+                self.relays.append(RelayTrack(track))
+                self.pc.addTrack(self.relays[-1])
+            elif self.kind == "sendrecv":
+                self.audio_delay = AudioDelay(self.delays.median_s)
+                self.audio_out = DelayedAudioTrack(self.audio_delay)
+                self.pc.addTrack(self.audio_out)
+                self._tasks.append(asyncio.ensure_future(self._read_audio(track)))
+            else:
+                self._tasks.append(asyncio.ensure_future(self._read_audio(track)))
+
+    def _add_play_tracks(self) -> None:
+        kinds = {t.kind for t in self.pc.getTransceivers()}
+        if "video" in kinds and self.play_video is not None:
+            self.pc.addTrack(self.play_video)
+        if "audio" in kinds and self.play_audio is not None:
+            self.pc.addTrack(self.play_audio)
+
+    def _check_answer(self, answer: str) -> None:
+        if sdp.answer_codec(answer, "video") is None:
+            offered = sdp.parse(self.pc.remoteDescription.sdp).of_kind("video")
+            names = ", ".join(dict.fromkeys(offered[0].codecs)) if offered else "none"
+            raise sdp.SdpError(
+                422,
+                f"no video codec in common: offered {names}; LiveFX takes VP8 and H.264 "
+                "(constrained baseline, packetization-mode 1)",
+            )
+
+    def _join_stream(self, answer: str) -> None:
+        assert self.stream is not None and self.play_video is not None
+        codec = sdp.answer_codec(answer, "video") or "VP8"
+        mime = "video/h264" if codec.upper() == "H264" else "video/vp8"
+        audio = (
+            self.play_audio if (sdp.answer_codec(answer, "audio") or "").lower() == "opus" else None
+        )
+        encoder = self.stream.add_player(self, self.play_video, mime, audio)
+        self.encoder = encoder
+        key = id(self)
+
+        def on_bitrate(bps: int) -> None:
+            encoder.set_bitrate(key, bps)
+
+        for sender in self.pc.getSenders():
+            if sender.track is self.play_video:
+                rtc.watch_sender(sender, encoder.request_keyframe, on_bitrate)
 
     # -- the frame path -------------------------------------------------------------------------
 
@@ -159,18 +214,28 @@ class Session:
             while True:
                 frame = await track.recv()
                 self.frames_in += 1
-                self.last_frame = time.monotonic()
+                self.last_frame = self.last_media = time.monotonic()
                 self._frames_seen.append(self.last_frame)
-                self.gate.put(frame)  # type: ignore[arg-type]
+                self.gate.put((frame, self.last_frame))  # type: ignore[arg-type]
         except MediaStreamError:
             await self.close("the peer's track ended")
         except asyncio.CancelledError:
             pass
 
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                frame = await track.recv()
+                self.audio_in += 1
+                self.last_media = time.monotonic()
+                if self.audio_delay is not None:
+                    self.audio_delay.push(frame)  # type: ignore[arg-type]
+                elif self.stream is not None:
+                    self.stream.push_audio(frame)  # type: ignore[arg-type]
+
     def _work(self) -> None:
-        """The worker thread: newest frame → pipeline → outgoing track."""
+        """The worker thread: newest frame → pipeline → outgoing track or the stream."""
         pipeline = self._pipeline
-        assert pipeline is not None
         pool: list[av.VideoFrame | None] = [None] * 4  # the sender may still hold 2-3 of them
         k = 0
         last_snapshot = 0.0
@@ -181,29 +246,36 @@ class Session:
                 break
             if got is None:
                 continue
+            (frame, arrived), _ = got
             with self._lock:
                 pending, self._pending = self._pending, None
-            if pending is not None:
+            if pending is not None and pipeline is not None:
                 try:
                     pipeline.reconfigure(pending)
                     self.config = pending
                 except LiveFXError as exc:  # checked before it got here; kept for safety
                     self.errors.append(str(exc))
             try:
-                out = pipeline.process(frame_from_av(got[0]))
+                out = frame_from_av(frame)
+                if pipeline is not None:
+                    out = pipeline.process(out)
             except LiveFXError as exc:
                 self.errors.append(str(exc))
                 log.warning("session %s: frame skipped: %s", self.id, exc)
                 continue
-            av_out = frame_to_av(out, pool[k])
-            pool[k] = av_out
-            k = (k + 1) % len(pool)
-            self.loop.call_soon_threadsafe(self.out.push, av_out)
+            if self.stream is not None:
+                self.stream.push_video(out, arrived)
+            else:
+                av_out = frame_to_av(out, pool[k])
+                pool[k] = av_out
+                k = (k + 1) % len(pool)
+                self.loop.call_soon_threadsafe(self.out.push, av_out, arrived)
             now = time.monotonic()
-            if now - last_snapshot >= 0.5:
+            if pipeline is not None and now - last_snapshot >= 0.5:
                 last_snapshot = now
                 self.latest = self._snapshot(pipeline)
-        pipeline.close()
+        if pipeline is not None:
+            pipeline.close()
 
     def _snapshot(self, pipeline: Pipeline) -> dict[str, Any]:
         """Stats of the recent frames, computed on the worker (which owns the pipeline)."""
@@ -230,14 +302,50 @@ class Session:
             self._pending = config
         self.config = config
 
+    async def add_candidates(self, fragment: sdp.Fragment) -> int:
+        """Trickled remote candidates (RFC 8840); those a loopback server cannot reach are
+        dropped, as in offers. Returns how many were added."""
+        from aiortc.sdp import candidate_from_sdp
+
+        keep = sdp.local_only(rtc.own_addresses()) if self.server_config.loopback else None
+        added = 0
+        for mid, index, value in fragment.candidates:
+            parsed = sdp.candidate_address(value)
+            if parsed is None or (keep is not None and not keep(*parsed)):
+                continue
+            try:
+                candidate = candidate_from_sdp(value)
+            except (ValueError, AssertionError, IndexError):
+                continue  # RFC 9725 §4.3.2: unusable candidates are silently discarded
+            candidate.sdpMid = mid
+            candidate.sdpMLineIndex = index
+            with contextlib.suppress(Exception):
+                await self.pc.addIceCandidate(candidate)
+                added += 1
+        if fragment.end_of_candidates:
+            with contextlib.suppress(Exception):
+                await self.pc.addIceCandidate(None)
+        return added
+
+    def _quiet_for(self) -> float:
+        """Seconds without the input this session lives on."""
+        now = time.monotonic()
+        if self.kind == "play":
+            assert self.stream is not None
+            since = self.stream.unpublished_since
+            return 0.0 if since is None else now - max(since, self.created)
+        return now - (self.last_frame if self.frames_in else self.created)
+
     async def _watchdog(self) -> None:
         idle = self.server_config.idle_timeout_s
         try:
             while not self.closed.is_set():
                 await asyncio.sleep(min(1.0, idle / 2))
                 started = self.pc.connectionState == "connected" or self.frames_in > 0
-                quiet = time.monotonic() - (self.last_frame if self.frames_in else self.created)
-                if quiet > idle * (1 if started else 3):
+                quiet = self._quiet_for()
+                if self.kind == "play" and quiet > idle:
+                    await self.close(f"no publisher on stream {self.stream.name} for {quiet:.1f} s")  # type: ignore[union-attr]
+                elif self.kind != "play" and quiet > idle * (1 if started else 3):
                     await self.close(f"no video for {quiet:.1f} s")
         except asyncio.CancelledError:
             pass
@@ -250,6 +358,16 @@ class Session:
         log.info("session %s: closing (%s)", self.id, reason)
         self.gate.close()
         self.out.stop()
+        for track in (self.audio_out, self.play_video, self.play_audio):
+            if track is not None:
+                track.stop()
+        if self.audio_delay is not None:
+            self.audio_delay.close()
+        if self.stream is not None:
+            if self.kind == "play":
+                self.stream.remove_player(self, self.play_video, self.play_audio)
+            elif self.stream.publisher is self:
+                self.stream.set_publisher(None)
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -259,8 +377,6 @@ class Session:
             await asyncio.get_running_loop().run_in_executor(None, self._worker.join, 5.0)
         if self.upload_path is not None:
             with contextlib.suppress(OSError):
-                import os
-
                 os.unlink(self.upload_path)
 
     # -- stats ----------------------------------------------------------------------------------
@@ -285,19 +401,44 @@ class Session:
                     if value is not None:
                         rtt = round(float(value) * 1000, 1)
         gate = self.gate.stats()
-        sent = self.relay.sent if self.relay is not None else self.out.sent
-        return {
+        if self.kind == "play" and self.play_video is not None:
+            sent, out_times, dropped = (
+                self.play_video.sent,
+                self.play_video.sent_times,
+                self.play_video.dropped,
+            )
+        else:
+            relay = next((r for r in self.relays if r.kind == "video"), None)
+            sent = relay.sent if relay is not None else self.out.sent
+            out_times = self.out.sent_times
+            dropped = gate["dropped"] + self.out.replaced
+        delay = self.delays.median_s()
+        audio_out = (
+            self.play_audio.sent
+            if self.play_audio is not None
+            else getattr(self.audio_out, "sent", 0)
+        )
+        stats: dict[str, Any] = {
             "session": self.id,
+            "kind": self.kind,
+            "stream": self.stream.name if self.stream is not None else None,
             "mode": self.server_config.mode,
             "state": self.pc.connectionState,
             "uptime_s": round(time.monotonic() - self.created, 1),
             "fps_in": self._fps(self._frames_seen),
-            "fps_out": self._fps(self.out.sent_times),
+            "fps_out": self._fps(out_times),
             "frames_in": self.frames_in,
             "frames_out": sent,
-            "dropped": gate["dropped"] + self.out.replaced,
+            "dropped": dropped,
+            "audio_in": self.audio_in,
+            "audio_out": audio_out,
+            "video_delay_ms": round(delay * 1000, 1) if delay is not None else None,
+            "audio_delay_ms": round(self.audio_delay.applied_s * 1000, 1)
+            if self.audio_delay is not None
+            else None,
             "rtt_ms": rtt,
             "settings": describe(self.config),
             "errors": list(self.errors)[-3:],
             **self.latest,
         }
+        return stats
