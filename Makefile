@@ -13,7 +13,7 @@ FATBIN      := $(KERNELS_DIR)/livefx.fatbin
 HOST_LIB    := build/liblfx_host.so
 GENCODE     := $(foreach a,75 80 86 89 90,-gencode arch=compute_$(a),code=sm_$(a)) -gencode arch=compute_90,code=compute_90
 
-.PHONY: install dev run demo test lint format models fixtures bench bench-e2e train kernels clean
+.PHONY: install dev run demo test lint format models fixtures bench bench-e2e bench-whip train kernels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ train: $(VENV)/.installed-dev
 # WebRTC round trips against `livefx serve` and a bare aiortc echo (about 5 minutes).
 bench-e2e: $(VENV)/.installed-dev
 	$(PY) benchmarks/e2e.py
+
+# WHIP publish → WHEP play: latency and A/V offset vs pass-through, 1 vs 8 players (about 2 minutes).
+bench-whip: $(VENV)/.installed-dev
+	$(PY) benchmarks/whip.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

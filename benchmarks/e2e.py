@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fractions
 import json
 import os
 import platform
@@ -111,9 +112,9 @@ def bench_encoders(frames: dict[str, list[FrameBuffer]], n: int) -> dict[str, An
     avc = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000)
     makers: dict[str, tuple[Any, Any, Any]] = {
         "vp8 aiortc": (vpx.Vp8Encoder, vpx.Vp8Decoder, vpx.vp8_depayload),
-        "vp8 livefx": (lambda: rtc._get_encoder(vp8), vpx.Vp8Decoder, vpx.vp8_depayload),
+        "vp8 livefx": (lambda: rtc.livefx_encoder(vp8), vpx.Vp8Decoder, vpx.vp8_depayload),
         "h264 aiortc": (h264.H264Encoder, h264.H264Decoder, h264.h264_depayload),
-        "h264 livefx": (lambda: rtc._get_encoder(avc), h264.H264Decoder, h264.h264_depayload),
+        "h264 livefx": (lambda: rtc.livefx_encoder(avc), h264.H264Decoder, h264.h264_depayload),
     }
     for res, fs in frames.items():
         for name, (make, make_decoder, depayload) in makers.items():
@@ -122,7 +123,7 @@ def bench_encoders(frames: dict[str, list[FrameBuffer]], n: int) -> dict[str, An
             for i in range(n + 10):
                 fb = fs[i % len(fs)]
                 frame = frame_to_av(fb)
-                frame.pts, frame.time_base = i * 3000, rtc.fractions.Fraction(1, 90000)
+                frame.pts, frame.time_base = i * 3000, fractions.Fraction(1, 90000)
                 t = time.perf_counter_ns()
                 payloads, _ = enc.encode(frame, False)
                 elapsed = time.perf_counter_ns() - t

@@ -2,16 +2,17 @@
 many players of one stream cost the server.
 
 Servers run as child processes: ``livefx serve`` and ``livefx serve --mode bare-echo`` (there a
-WHIP publisher's decoded frames go to its WHEP players unprocessed: the same path without the
-pipeline, the pass-through). This process is every client (aiortc over loopback,
+WHIP publisher's decoded frames go to its WHEP players unprocessed, behind aiortc's own jitter
+buffers). This process is every client (aiortc over loopback,
 ``engine.server.client``): a publisher sends composited frames with a person at 30 fps and a tone
 burst every second; players time each frame and each burst against the publisher's own clock
 (round trip = received − handed to the publisher's sender), so the A/V offset is video latency −
 audio latency of the same run (positive: the picture is late).
 
 Rows, all 640×480 unless ``--size``: ``/offer`` bare aiortc echo and LiveFX ``effect=none`` (the
-sendrecv references), WHIP → WHEP pass-through (bare-echo server), WHIP → WHEP ``none`` and
-``blur`` (LiveFX). Then one blur stream with 1 and with ``--players`` players: the server's CPU
+sendrecv references), WHIP → WHEP through the bare-echo server (aiortc's own jitter buffers, no
+pipeline), WHIP → WHEP ``none`` (the pass-through: LiveFX's path without an effect) and
+``blur``. Then one blur stream with 1 and with ``--players`` players: the server's CPU
 time (its /proc/PID/stat) per second of each, and their ratio.
 
 The clients' receivers release frames as soon as they are whole (``--client-jitter-buffer
@@ -42,6 +43,7 @@ from engine.server import rtc
 from engine.server.client import Client, Player, Publisher, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+PASS = "WHIP→WHEP livefx none"  # the pass-through: the same path, no effect
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
@@ -160,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         rows["/offer livefx none"] = asyncio.run(
             sendrecv(livefx.url, frames, {"effect": "none"}, s, wu)
         )
-        rows["WHIP→WHEP pass-through"] = asyncio.run(whip_whep(echo.url, frames, {}, s, wu, "p"))
-        rows["WHIP→WHEP livefx none"] = asyncio.run(
-            whip_whep(livefx.url, frames, {"effect": "none"}, s, wu, "n")
+        rows["WHIP→WHEP bare-echo server"] = asyncio.run(
+            whip_whep(echo.url, frames, {}, s, wu, "p")
         )
+        rows[PASS] = asyncio.run(whip_whep(livefx.url, frames, {"effect": "none"}, s, wu, "n"))
         rows["WHIP→WHEP livefx blur"] = asyncio.run(
             whip_whep(livefx.url, frames, {"effect": "blur"}, s, wu, "b")
         )
@@ -191,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"machine: {machine}")
     print(f"\n  {'':<26} {'video median / p95 ms':>22} {'audio ms':>9} {'A/V ms':>7} {'frames':>9}")
-    base = rows["WHIP→WHEP pass-through"]["latency"]["median_ms"]
+    base = rows[PASS]["latency"]["median_ms"]
     for name, r in rows.items():
         lat = r["latency"]
         extra = ""
-        if name.startswith("WHIP") and "pass-through" not in name:
-            extra = f"   +{lat['median_ms'] - base:.1f} ms over pass-through"
+        if name == "WHIP→WHEP livefx blur":
+            extra = f"   {lat['median_ms'] - base:+.1f} ms over pass-through"
         audio = "-" if r["audio_latency_ms"] is None else f"{r['audio_latency_ms']:.1f}"
         offset = "-" if "av_offset_ms" not in r else f"{r['av_offset_ms']:+.1f}"
         print(

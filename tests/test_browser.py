@@ -85,6 +85,19 @@ def remote_pixel(page, x: float, y: float) -> list[int]:
     )
 
 
+AUDIO_STATS = """async () => {
+    const report = await window.livefx.pc.getStats();
+    let packets = 0, level = 0;
+    report.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+            packets = s.packetsReceived || 0;
+            level = Math.max(level, s.audioLevel || 0);
+        }
+    });
+    return [packets, level];
+}"""
+
+
 def test_camera_to_processed_video_in_chromium(server, browser_page, tmp_path: Path) -> None:
     page = browser_page
     page.goto(server.url + "/")
@@ -115,6 +128,10 @@ def test_camera_to_processed_video_in_chromium(server, browser_page, tmp_path: P
     )
     r, g, _ = remote_pixel(page, 0.5, 0.35)  # her face: not green
     assert not (g > 140 and r < 70)
+
+    # The fake microphone's beeps came back with the processed video.
+    page.wait_for_function(f"({AUDIO_STATS})().then(([n, level]) => n > 50)", timeout=10_000)
+    assert page.evaluate("window.livefx.audioTracks") == 1
 
     page.select_option("#effect", "blur")
     page.wait_for_timeout(1500)
@@ -159,19 +176,6 @@ def test_clean_output_view(server, browser_page, tmp_path: Path) -> None:
     page.screenshot(path=str(tmp_path / "output.png"))
 
 
-AUDIO_STATS = """async () => {
-    const report = await window.livefx.pc.getStats();
-    let packets = 0, level = 0;
-    report.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
-            packets = s.packetsReceived || 0;
-            level = Math.max(level, s.audioLevel || 0);
-        }
-    });
-    return [packets, level];
-}"""
-
-
 def test_whep_view_plays_a_stream_published_by_ffmpeg(server, browser_page) -> None:
     """The page a broadcaster uses as a browser source: no camera, the stream's processed video
     and audio. It is opened before anyone publishes (409: it waits and retries)."""
@@ -190,6 +194,8 @@ def test_whep_view_plays_a_stream_published_by_ffmpeg(server, browser_page) -> N
         assert not page.is_visible("#controls") and not page.is_visible("#local")
         r, _, b = remote_pixel(page, 0.02, 0.02)
         assert b > 140 and r < 60  # chroma blue behind her
+        r, _, b = remote_pixel(page, 0.5, 0.35)  # her face: not blue
+        assert not (b > 140 and r < 60)
         page.wait_for_function(f"({AUDIO_STATS})().then(([n, level]) => n > 50 && level > 0)",
                                timeout=10_000)  # fmt: skip
         assert page.evaluate("window.livefx.audioTracks") == 1
@@ -201,37 +207,13 @@ def test_whep_view_plays_a_stream_published_by_ffmpeg(server, browser_page) -> N
 
 
 def _certificate(tmp_path: Path, name: str) -> tuple[str, str]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+
+    from engine.server.certs import self_signed, write_pem
 
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "server.crt", tmp_path / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
+    write_pem(self_signed(key, name), key, tmp_path / "server.crt", tmp_path / "server.key")
+    return str(tmp_path / "server.crt"), str(tmp_path / "server.key")
 
 
 def test_https_lets_a_non_localhost_page_use_the_camera(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -28,7 +27,7 @@ import pytest
 from engine.samples import composited_clip
 from engine.server import rtc
 from engine.server.client import Client, Player, Publisher, http_request
-from tests.conftest import ROOT, ServerProcess, run_cli
+from tests.conftest import ROOT, ServerProcess, run_cli, wait_for
 
 W, H = 640, 480
 TOKEN = "t0ken-for-tests"
@@ -53,15 +52,6 @@ def stats(server, token: str | None = None) -> dict:
     status, body, _ = http_request(server.url + "/stats", "GET", token=token)
     assert status == 200, body
     return json.loads(body)
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def regions(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,41 +131,18 @@ def test_ffmpeg_whip_publish_to_whep_players(server, clip, loopback_client) -> N
     assert ended[-1]["reason"] == "deleted by the client"
 
 
-def _self_signed(tmp_path: Path, kind: str) -> tuple[str, str]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+def _rsa_certificate(tmp_path: Path) -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+
+    from engine.server.certs import self_signed, write_pem
 
     key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "whip-client")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / f"{kind}.crt", tmp_path / f"{kind}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
+    write_pem(self_signed(key, "whip-client"), key, tmp_path / "rsa.crt", tmp_path / "rsa.key")
+    return str(tmp_path / "rsa.crt"), str(tmp_path / "rsa.key")
 
 
 def test_ffmpeg_whip_with_an_rsa_certificate_and_a_token(clip, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path, "rsa")
+    cert, key = _rsa_certificate(tmp_path)
     s = ServerProcess("--token", TOKEN, "--effect", "none")
     try:
         refused = ffmpeg_publish(s.url + "/whip/rsa", "--seconds", "1")
@@ -377,34 +344,21 @@ def test_whip_whep_http_rules(clip, loopback_client) -> None:
         # Bad requests: each a 4xx with one line, the server still serving.
         assert call("POST", "/whip/cam", b"v=0\r\n", "text/plain")[0] == 415
         assert call("POST", "/whip/bad%20name", b"v=0\r\n", "application/sdp")[0] == 400
-        status, body, _ = call(
-            "POST",
-            "/whip/cam",
-            b"v=0\r\nm=audio 9 RTP 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n",
-            "application/sdp",
-        )
-        assert status == 422 and b"no video track" in body
-        status, body, _ = call(
-            "POST",
-            "/whip/cam",
-            b"v=0\r\nm=video 9 RTP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n",
-            "application/sdp",
-        )
-        assert status == 422 and b"recvonly" in body
-        status, body, _ = call(
-            "POST",
-            "/whip/cam",
-            b"v=0\r\nm=video 9 RTP 96\r\na=rtpmap:96 AV1/90000\r\na=sendonly\r\n",
-            "application/sdp",
-        )
-        assert status == 422 and b"no video codec in common" in body
-        status, body, h = call(
-            "POST",
-            "/whep/cam",
-            b"v=0\r\nm=video 9 RTP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n",
-            "application/sdp",
-        )
-        assert status == 409 and "Retry-After" in h and b"no publisher" in body
+        refusals = [
+            ("/whip/cam", "m=audio 9 RTP 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly", 422,
+             b"no video track"),
+            ("/whip/cam", "m=video 9 RTP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly", 422,
+             b"recvonly"),
+            ("/whip/cam", "m=video 9 RTP 96\r\na=rtpmap:96 AV1/90000\r\na=sendonly", 422,
+             b"no video codec in common"),
+            ("/whep/cam", "m=video 9 RTP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly", 409,
+             b"no publisher"),
+        ]  # fmt: skip
+        for path, media, expected, message in refusals:
+            offer = f"v=0\r\n{media}\r\n".encode()
+            status, body, h = call("POST", path, offer, "application/sdp")
+            assert status == expected and message in body, (path, status, body)
+        assert "Retry-After" in h  # on the last one, WHEP's 409
 
         async def run():
             pub = Publisher(url, "cam", clip.frames, audio=False)

@@ -112,7 +112,7 @@ def test_a_loopback_server_keeps_only_candidates_on_this_machine() -> None:
 
 
 def test_gather_addresses_follow_the_bind_address(monkeypatch) -> None:
-    monkeypatch.setattr(rtc, "_all_host_addresses", lambda: ["fd00::2", "fe80::1", "192.0.2.2"])
+    monkeypatch.setattr(rtc.ice, "_all_host_addresses", lambda: ["fd00::2", "fe80::1", "192.0.2.2"])
     assert rtc.gather_addresses("127.0.0.1") == ["127.0.0.1"]
     assert rtc.gather_addresses("::1") == ["::1"]
     assert rtc.gather_addresses("192.0.2.2") == ["192.0.2.2"]

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from engine.samples import composited_clip
 from engine.server import rtc
 from engine.server.client import Client
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, wait_for
 
 W, H = 640, 480
 
@@ -45,15 +45,6 @@ def http(url: str, method: str = "GET", body: bytes = b"", kind: str = "") -> tu
 
 def health(server) -> dict:
     return json.loads(http(server.url + "/health")[1])
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 async def session_frames(server, clip, settings, seconds: float = 3.0) -> tuple[list, Client]:

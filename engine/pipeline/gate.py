@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -54,6 +55,16 @@ class FrameGate(Generic[T]):
             self._item = None
             self.delivered += 1
             return item, stamp
+
+    def frames(self) -> Iterator[tuple[T, int]]:
+        """``get`` in a loop for a worker thread: each newest frame, until the gate is closed."""
+        while True:
+            try:
+                got = self.get(timeout=0.5)
+            except GateClosed:
+                return
+            if got is not None:
+                yield got
 
     def close(self) -> None:
         with self._cond:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 import os
 import re
@@ -35,21 +35,19 @@ from typing import Any
 
 import cv2
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from engine import __version__
 from engine.config import (
-    EFFECTS,
     GENERATOR_NAMES,
-    SETTINGS,
     PipelineConfig,
     ServerConfig,
     describe,
     update,
 )
 from engine.errors import ConfigError, InputError, LiveFXError
-from engine.server import middleware, rtc, sdp, whip
-from engine.server.middleware import HttpError
+from engine.server import middleware, rtc, sdp, signalling, whip
+from engine.server.middleware import Full, HttpError
 from engine.server.session import Session
 from engine.server.stream import Stream
 
@@ -63,19 +61,7 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
 }
-MESSAGE_TYPES = ("offer", "settings", "ping", "bye")
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class BadMessage(Exception):
-    """A signalling message that breaks the schema; answered with an error, never fatal."""
-
-
-class Full(HttpError):
-    def __init__(self, what: str, n: int, limit: int) -> None:
-        super().__init__(
-            503, f"server full: {n} of {limit} {what} in use; try again later", {"Retry-After": "5"}
-        )
 
 
 def shipped_backgrounds() -> list[str]:
@@ -114,7 +100,7 @@ class LiveFXServer:
         r.add_get("/stats", self.stats_route)
         r.add_post("/offer", self.offer)
         r.add_route("OPTIONS", "/offer", self.options)
-        r.add_get("/ws", self.websocket, allow_head=False)
+        r.add_get("/ws", functools.partial(signalling.websocket, self), allow_head=False)
         whip.add_routes(r, self)
         r.add_post("/sessions/{id}/background", self.background)
         return app
@@ -199,6 +185,9 @@ class LiveFXServer:
 
             create_effect(config.effect).close()
         return config
+
+    def backgrounds(self) -> list[str]:
+        return shipped_backgrounds()
 
     def describe_settings(self, config: PipelineConfig) -> dict[str, Any]:
         """Settings as a client sees them: a background is its shipped name, never a path."""
@@ -373,108 +362,6 @@ class LiveFXServer:
         if old is not None:
             with contextlib.suppress(OSError):
                 os.unlink(old)
-
-    # -- WebSocket signalling ---------------------------------------------------------------
-
-    async def websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(
-            max_msg_size=self.config.max_message_bytes, protocols=("livefx",), heartbeat=None
-        )
-        await ws.prepare(request)
-        session: Session | None = None
-        stats_task: asyncio.Task[None] | None = None
-
-        async def send(message: dict[str, Any]) -> None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_str(json.dumps(message))
-
-        await send({
-            "type": "hello",
-            "version": __version__,
-            "mode": self.config.mode,
-            "effects": list(EFFECTS),
-            "backgrounds": shipped_backgrounds(),
-            "models": list(GENERATOR_NAMES),
-            "settings": self.describe_settings(self.config.pipeline),
-            "setting_names": sorted(SETTINGS),
-            "ice_servers": whip.ice_servers_json(self.config),
-        })  # fmt: skip
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.ERROR:
-                    break
-                try:
-                    message = self._parse(msg.data if msg.type == WSMsgType.TEXT else b"")
-                    kind = message["type"]
-                    if kind == "ping":
-                        await send({"type": "pong", "id": message.get("id"), "t": time.time()})
-                    elif kind == "bye":
-                        break
-                    elif kind == "offer":
-                        if session is not None and not session.closed.is_set():
-                            raise BadMessage("this connection already has a session")
-                        config = self.settings(
-                            self.config.pipeline, message.get("settings", {}), None
-                        )
-                        sdp.check_sendrecv_offer(message["sdp"])
-                        session, answer = await self.start_session(
-                            message["sdp"], config, client=_client(request)
-                        )
-                        await send({"type": "answer", "sdp": answer, "session": session.id})
-                        stats_task = asyncio.ensure_future(self._push_stats(send, ws, session))
-                    elif kind == "settings":
-                        if session is None:
-                            raise BadMessage("send an offer first")
-                        session.set_config(
-                            self.settings(session.config, message["settings"], session)
-                        )
-                        await send(
-                            {"type": "settings", "settings": self.describe_settings(session.config)}
-                        )
-                except Full as exc:
-                    await send({"type": "error", "error": "full", "message": str(exc)})
-                except (BadMessage, ConfigError, InputError) as exc:
-                    await send({"type": "error", "error": "bad_message", "message": str(exc)})
-                except LiveFXError as exc:
-                    await send({"type": "error", "error": "failed", "message": str(exc)})
-        finally:
-            if stats_task is not None:
-                stats_task.cancel()
-            if session is not None:
-                await session.close("signalling closed")
-            await ws.close()
-        return ws
-
-    def _parse(self, raw: str | bytes) -> dict[str, Any]:
-        if isinstance(raw, bytes):
-            raise BadMessage("binary messages are not part of the protocol; send JSON text")
-        try:
-            message = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadMessage(f"not JSON: {exc.msg} at character {exc.pos}") from None
-        if not isinstance(message, dict):
-            raise BadMessage("a message must be a JSON object")
-        kind = message.get("type")
-        if kind not in MESSAGE_TYPES:
-            raise BadMessage(
-                f"type must be one of {', '.join(MESSAGE_TYPES)}, got {str(kind)[:40]!r}"
-            )
-        if kind == "offer":
-            if not isinstance(message.get("sdp"), str) or not message["sdp"].startswith("v=0"):
-                raise BadMessage("offer: 'sdp' must be an SDP string starting with v=0")
-            if not isinstance(message.get("settings", {}), dict):
-                raise BadMessage("offer: 'settings' must be an object")
-        if kind == "settings" and not isinstance(message.get("settings"), dict):
-            raise BadMessage("settings: 'settings' must be an object of setting names to values")
-        return message
-
-    async def _push_stats(self, send: Any, ws: web.WebSocketResponse, session: Session) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while not session.closed.is_set() and not ws.closed:
-                await asyncio.sleep(self.config.stats_interval_s)
-                await send({"type": "stats", **(await self.session_stats(session))})
-            if session.closed.is_set():
-                await send({"type": "closed", "reason": session.close_reason})
 
 
 def _client(request: web.Request) -> str:

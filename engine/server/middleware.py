@@ -48,6 +48,15 @@ class HttpError(LiveFXError):
         self.headers = headers or {}
 
 
+class Full(HttpError):
+    """All sessions (or players) of their kind are in use: 503 + Retry-After."""
+
+    def __init__(self, what: str, n: int, limit: int) -> None:
+        super().__init__(
+            503, f"server full: {n} of {limit} {what} in use; try again later", {"Retry-After": "5"}
+        )
+
+
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:

@@ -109,36 +109,37 @@ def _one_of_each(d: Description, role: str) -> tuple[MediaSection | None, MediaS
     return (audio[0] if audio else None), (video[0] if video else None)
 
 
-def check_publish_offer(sdp: str) -> Description:
-    """A WHIP offer: one video track (VP8 or H.264) and at most one audio track, sent to us."""
+# Who sends in each role: (role, the directions its tracks may have, what it does).
+PUBLISH = ("WHIP", ("sendonly", "sendrecv"), "a publisher sends (sendonly)")
+PLAY = ("WHEP", ("recvonly", "sendrecv"), "a player receives (recvonly)")
+
+
+def _check_role(sdp: str, role: tuple[str, tuple[str, ...], str]) -> Description:
+    name, directions, does = role
     d = parse(sdp)
-    audio, video = _one_of_each(d, "WHIP")
+    audio, video = _one_of_each(d, name)
     if video is None:
-        raise SdpError(422, "WHIP: the offer has no video track (LiveFX processes video)")
+        raise SdpError(422, f"{name}: the offer has no video track (LiveFX processes video)")
     for m in (audio, video):
-        if m is not None and m.direction not in ("sendonly", "sendrecv"):
-            raise SdpError(
-                422, f"WHIP: the {m.kind} track is {m.direction}; a publisher sends (sendonly)"
-            )
+        if m is not None and m.direction not in directions:
+            raise SdpError(422, f"{name}: the {m.kind} track is {m.direction}; {does}")
     _check_codecs(video, VIDEO_CODECS)
-    if audio is not None:
-        _check_codecs(audio, AUDIO_CODECS)
+    return d
+
+
+def check_publish_offer(sdp: str) -> Description:
+    """A WHIP offer: one video track (VP8 or H.264) and at most one (Opus) audio track, sent
+    to us."""
+    d = _check_role(sdp, PUBLISH)
+    audio = d.of_kind("audio")
+    if audio:
+        _check_codecs(audio[0], AUDIO_CODECS)
     return d
 
 
 def check_play_offer(sdp: str) -> Description:
     """A WHEP offer: a video track (and at most one audio track) that we send."""
-    d = parse(sdp)
-    audio, video = _one_of_each(d, "WHEP")
-    if video is None:
-        raise SdpError(422, "WHEP: the offer has no video track")
-    for m in (audio, video):
-        if m is not None and m.direction not in ("recvonly", "sendrecv"):
-            raise SdpError(
-                422, f"WHEP: the {m.kind} track is {m.direction}; a player receives (recvonly)"
-            )
-    _check_codecs(video, VIDEO_CODECS)
-    return d
+    return _check_role(sdp, PLAY)
 
 
 def check_sendrecv_offer(sdp: str) -> Description:

@@ -33,7 +33,7 @@ from engine.config import PipelineConfig, ServerConfig, describe
 from engine.errors import LiveFXError
 from engine.media import frame_from_av, frame_to_av
 from engine.pipeline import Pipeline, make_pipeline
-from engine.pipeline.gate import FrameGate, GateClosed
+from engine.pipeline.gate import FrameGate
 from engine.server import rtc, sdp
 from engine.server.stream import SharedVideoEncoder, Stream
 from engine.server.tracks import (
@@ -239,14 +239,7 @@ class Session:
         pool: list[av.VideoFrame | None] = [None] * 4  # the sender may still hold 2-3 of them
         k = 0
         last_snapshot = 0.0
-        while True:
-            try:
-                got = self.gate.get(timeout=0.5)
-            except GateClosed:
-                break
-            if got is None:
-                continue
-            (frame, arrived), _ = got
+        for (frame, arrived), _ in self.gate.frames():
             with self._lock:
                 pending, self._pending = self._pending, None
             if pending is not None and pipeline is not None:

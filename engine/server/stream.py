@@ -29,7 +29,7 @@ from av.audio.resampler import AudioResampler
 from engine.config import EncoderConfig
 from engine.frame import FrameBuffer
 from engine.media import frame_to_av
-from engine.pipeline.gate import FrameGate, GateClosed
+from engine.pipeline.gate import FrameGate
 from engine.server import rtc
 from engine.server.tracks import AudioDelay, DelayStats, PacketTrack
 
@@ -112,14 +112,7 @@ class SharedVideoEncoder:
     def _run(self) -> None:
         codec: Any = None
         built_at = 0.0
-        while True:
-            try:
-                got = self.gate.get(timeout=0.5)
-            except GateClosed:
-                break
-            if got is None:
-                continue
-            (frame, arrived), _ = got
+        for (frame, arrived), _ in self.gate.frames():
             now = time.monotonic()
             bitrate = self.target_bitrate()
             rebuild = codec is None or (codec.width, codec.height) != (frame.width, frame.height)

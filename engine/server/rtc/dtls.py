@@ -1,0 +1,100 @@
+"""DTLS: the suites and groups LiveFX's handshakes offer, and a check of which peer
+certificates complete."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+
+def install_dtls() -> None:
+    """Offer ECDHE-RSA as well as ECDHE-ECDSA suites in every DTLS handshake.
+
+    aiortc offers ECDSA suites only. When the peer is the DTLS server (``a=setup:passive``, as
+    FFmpeg's WHIP muxer always is) and its certificate is RSA, no suite is shared.
+    """
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    if getattr(RTCCertificate._create_ssl_context, "_livefx", False):
+        return
+    original = RTCCertificate._create_ssl_context
+
+    def create_ssl_context(self: Any, srtp_profiles: Any) -> Any:
+        ctx = original(self, srtp_profiles=srtp_profiles)
+        ctx.set_cipher_list(DTLS_CIPHERS)
+        return ctx
+
+    create_ssl_context._livefx = True  # type: ignore[attr-defined]
+    RTCCertificate._create_ssl_context = create_ssl_context  # type: ignore[method-assign]
+
+
+def dtls_check() -> list[str]:
+    """Which client certificates this process's DTLS completes with, by an in-memory handshake.
+
+    FFmpeg 8.0's WHIP muxer makes its own certificate on a P-224 key; OpenSSL accepts that only
+    when P-224 is among its groups, which ``engine/server/openssl.cnf`` adds (set as
+    ``OPENSSL_CONF`` before OpenSSL starts: ``engine.server``'s import). OpenSSL 4 has no P-224
+    group at all. Returns the kinds that failed (empty: all fine).
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from OpenSSL import SSL
+
+    from engine.server.certs import self_signed
+
+    install_dtls()
+    from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate
+
+    def peer_context(key: Any) -> SSL.Context:
+        cert = self_signed(key, "peer", days=1)
+        ctx = SSL.Context(SSL.DTLS_METHOD)
+        ctx.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+        ctx.use_certificate(cert)
+        ctx.use_privatekey(key)
+        ctx.set_cipher_list(b"ALL")
+        ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
+        return ctx
+
+    ours = RTCCertificate.generateCertificate()._create_ssl_context(
+        srtp_profiles=[SRTP_AES128_CM_SHA1_80]
+    )
+    failed = []
+    for kind, key in (
+        ("RSA", rsa.generate_private_key(65537, 2048)),
+        ("ECDSA P-256", ec.generate_private_key(ec.SECP256R1())),
+        ("ECDSA P-224 (FFmpeg 8.0's own)", ec.generate_private_key(ec.SECP224R1())),
+    ):
+        server = SSL.Connection(peer_context(key), None)
+        server.set_accept_state()
+        client = SSL.Connection(ours, None)
+        client.set_connect_state()
+        if not _handshake(client, server):
+            failed.append(kind)
+    return failed
+
+
+def _handshake(client: Any, server: Any) -> bool:
+    from OpenSSL import SSL
+
+    for _ in range(12):
+        for a, b in ((client, server), (server, client)):
+            try:
+                a.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error:
+                return False
+            with contextlib.suppress(SSL.WantReadError):
+                b.bio_write(a.bio_read(65536))
+    try:
+        client.do_handshake()
+        server.do_handshake()
+    except SSL.Error:
+        return False
+    return True

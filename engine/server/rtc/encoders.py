@@ -1,0 +1,151 @@
+"""Encoders: LiveFX's speed settings for aiortc's senders and for the shared WHEP encoders.
+
+aiortc picks its encoders through ``get_encoder`` (imported by ``aiortc.rtcrtpsender``) and
+hard-codes slow settings: libx264 with no preset, libvpx at cpu-used −6 with its denoiser on, a
+keyframe every 3000 frames. ``install_encoders`` replaces that function with one that returns
+encoders which create their codec with LiveFX's ``EncoderConfig`` first; aiortc's own ``encode``
+then finds the codec ready and keeps it (it rebuilds only when the frame size or the target
+bitrate changes, and ours is rebuilt the same way).
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import multiprocessing
+import statistics
+import time
+from collections import deque
+from typing import Any
+
+import av
+from aiortc.codecs import h264, vpx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from engine.config import EncoderConfig
+
+log = logging.getLogger(__name__)
+
+_settings = EncoderConfig()
+_original_get_encoder: Any = None
+VIDEO_CLOCK = fractions.Fraction(1, 90_000)
+
+
+def make_video_codec(
+    mime: str, width: int, height: int, bitrate: int, settings: EncoderConfig | None = None
+) -> Any:
+    """A libvpx (VP8) or libx264 (H.264 constrained baseline) encoder for real-time WebRTC."""
+    s = settings or _settings
+    mime = mime.lower()
+    if mime == "video/vp8":
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = width, height
+        codec.bit_rate = bitrate
+        codec.pix_fmt = "yuv420p"
+        codec.gop_size = s.keyframe_interval
+        codec.qmin, codec.qmax = 2, 56
+        codec.options = {
+            "bufsize": str(bitrate),
+            "cpu-used": str(s.vp8_cpu_used),
+            "deadline": "realtime",
+            "lag-in-frames": "0",
+            "minrate": str(bitrate),
+            "maxrate": str(bitrate),
+            "noise-sensitivity": "0",
+            "overshoot-pct": "15",
+            "partitions": "0",
+            "static-thresh": "1",
+            "undershoot-pct": "100",
+        }
+        codec.thread_count = vpx.number_of_threads(width * height, multiprocessing.cpu_count())
+        return codec
+    if mime == "video/h264":
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height = width, height
+        codec.bit_rate = bitrate
+        codec.pix_fmt = "yuv420p"
+        codec.framerate = fractions.Fraction(h264.MAX_FRAME_RATE, 1)
+        codec.time_base = fractions.Fraction(1, h264.MAX_FRAME_RATE)
+        codec.gop_size = s.keyframe_interval
+        codec.options = {"level": "31", "tune": "zerolatency", "preset": s.x264_preset}
+        codec.profile = "Baseline"
+        return codec
+    raise ValueError(f"no LiveFX encoder for {mime}")
+
+
+class EncodeTimes:
+    """Recent video encode durations (for the audio delay that keeps A/V in sync)."""
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=60)
+
+    def add(self, seconds: float) -> None:
+        self._recent.append(seconds)
+
+    def median_s(self) -> float:
+        return statistics.median(self._recent) if self._recent else 0.0
+
+
+encode_times = EncodeTimes()
+
+
+def _stale(codec: Any, frame: av.VideoFrame, bitrate: int) -> bool:
+    return bool(
+        codec is None
+        or frame.width != codec.width
+        or frame.height != codec.height
+        or abs(bitrate - codec.bit_rate) / codec.bit_rate > 0.1
+    )
+
+
+class FastVp8Encoder(vpx.Vp8Encoder):
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        if _stale(self.codec, frame, self.target_bitrate):
+            self.codec = make_video_codec(
+                "video/vp8", frame.width, frame.height, self.target_bitrate
+            )
+        start = time.perf_counter()
+        result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
+        encode_times.add(time.perf_counter() - start)
+        return result
+
+
+class FastH264Encoder(h264.H264Encoder):
+    def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Any:
+        if _stale(self.codec, frame, self.target_bitrate):
+            self.buffer_data = b""
+            self.buffer_pts = None
+            self.codec = make_video_codec(
+                "video/h264", frame.width, frame.height, self.target_bitrate
+            )
+        return super()._encode_frame(frame, force_keyframe)
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        start = time.perf_counter()
+        result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
+        encode_times.add(time.perf_counter() - start)
+        return result
+
+
+def livefx_encoder(codec: RTCRtpCodecParameters) -> Any:
+    mime = codec.mimeType.lower()
+    if mime == "video/vp8":
+        return FastVp8Encoder()
+    if mime == "video/h264":
+        return FastH264Encoder()
+    return _original_get_encoder(codec)
+
+
+def install_encoders(settings: EncoderConfig | None) -> None:
+    """Use LiveFX's encoder settings for every sender in this process (None: aiortc's own)."""
+    import aiortc.rtcrtpsender as sender
+
+    global _settings, _original_get_encoder
+    if _original_get_encoder is None:
+        _original_get_encoder = sender.get_encoder
+    if settings is None:
+        sender.get_encoder = _original_get_encoder
+        return
+    _settings = settings
+    sender.get_encoder = livefx_encoder
+    log.info("encoders: %s", settings)
