@@ -354,8 +354,9 @@ def test_whip_whep_http_rules(clip, loopback_client) -> None:
             ("/whep/cam", "m=video 9 RTP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly", 409,
              b"no publisher"),
         ]  # fmt: skip
+        ice = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 AB"
         for path, media, expected, message in refusals:
-            offer = f"v=0\r\n{media}\r\n".encode()
+            offer = f"v=0\r\n{ice}\r\n{media}\r\n".encode()
             status, body, h = call("POST", path, offer, "application/sdp")
             assert status == expected and message in body, (path, status, body)
         assert "Retry-After" in h  # on the last one, WHEP's 409

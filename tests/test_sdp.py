@@ -65,6 +65,8 @@ def test_a_broadcast_tools_offer_is_read() -> None:
         (lambda s: "hello" + s, 400, "must start with v=0"),
         (lambda s: s + "garbage\r\n", 400, "not an SDP line"),
         (lambda s: s.replace("m=video 9", "m=video nine"), 400, "bad port"),
+        (lambda s: s.replace("a=fingerprint", "a=fingerprunt"), 400, "no a=fingerprint"),
+        (lambda s: s.replace("a=ice-pwd", "a=ice-pw"), 400, "no a=ice-pwd"),
     ],
 )
 def test_publish_offers_with_layouts_we_do_not_take_are_refused(change, status, message) -> None:

@@ -40,6 +40,8 @@ class Description:
     media: list[MediaSection]
     bundle: list[str]
     ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    fingerprint: str | None = None
 
     def of_kind(self, kind: str) -> list[MediaSection]:
         return [m for m in self.media if m.kind == kind and m.port != 0]
@@ -56,7 +58,7 @@ def parse(sdp: str) -> Description:
     session_direction = "sendrecv"
     media: list[MediaSection] = []
     bundle: list[str] = []
-    ufrag = None
+    ufrag = pwd = fingerprint = None
     for line in lines(sdp):
         if len(line) < 2 or line[1] != "=":
             raise SdpError(400, f"not an SDP line: {line[:60]!r}")
@@ -83,6 +85,10 @@ def parse(sdp: str) -> Description:
             bundle = value.split()[1:]
         elif name == "ice-ufrag" and ufrag is None:
             ufrag = value.strip()
+        elif name == "ice-pwd" and pwd is None:
+            pwd = value.strip()
+        elif name == "fingerprint" and fingerprint is None:
+            fingerprint = value.strip()
         elif current is None:
             continue
         elif name == "mid":
@@ -92,7 +98,19 @@ def parse(sdp: str) -> Description:
             current.codecs.append(encoding.split("/")[0])
         elif name == "candidate":
             current.candidates.append(value)
-    return Description(media=media, bundle=bundle, ice_ufrag=ufrag)
+    return Description(
+        media=media, bundle=bundle, ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=fingerprint
+    )
+
+
+def _check_transport(d: Description, role: str) -> None:
+    for what, value in (
+        ("a=ice-ufrag", d.ice_ufrag),
+        ("a=ice-pwd", d.ice_pwd),
+        ("a=fingerprint", d.fingerprint),
+    ):
+        if not value:
+            raise SdpError(400, f"{role}: the offer has no {what} (WebRTC needs ICE and DTLS)")
 
 
 def _one_of_each(d: Description, role: str) -> tuple[MediaSection | None, MediaSection | None]:
@@ -124,6 +142,7 @@ def _check_role(sdp: str, role: tuple[str, tuple[str, ...], str]) -> Description
         if m is not None and m.direction not in directions:
             raise SdpError(422, f"{name}: the {m.kind} track is {m.direction}; {does}")
     _check_codecs(video, VIDEO_CODECS)
+    _check_transport(d, name)
     return d
 
 
@@ -148,6 +167,7 @@ def check_sendrecv_offer(sdp: str) -> Description:
     _, video = _one_of_each(d, "offer")
     if video is None:
         raise SdpError(400, "cannot use this offer: it has no video track")
+    _check_transport(d, "offer")
     return d
 
 

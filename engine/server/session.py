@@ -172,11 +172,13 @@ class Session:
                 self._tasks.append(asyncio.ensure_future(self._read_audio(track)))
 
     def _add_play_tracks(self) -> None:
-        kinds = {t.kind for t in self.pc.getTransceivers()}
-        if "video" in kinds and self.play_video is not None:
-            self.pc.addTrack(self.play_video)
-        if "audio" in kinds and self.play_audio is not None:
-            self.pc.addTrack(self.play_audio)
+        """Our tracks on the player's transceivers, sendonly (a sendrecv offer still gets a
+        sendonly answer: the WHEP draft's rule; a player's own media is not used)."""
+        for transceiver in self.pc.getTransceivers():
+            track = {"video": self.play_video, "audio": self.play_audio}.get(transceiver.kind)
+            if track is not None and transceiver.sender.track is None:
+                self.pc.addTrack(track)
+                transceiver.direction = "sendonly"
 
     def _check_answer(self, answer: str) -> None:
         if sdp.answer_codec(answer, "video") is None:

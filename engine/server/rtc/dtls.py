@@ -36,12 +36,13 @@ def install_dtls() -> None:
 
 
 def dtls_check() -> list[str]:
-    """Which client certificates this process's DTLS completes with, by an in-memory handshake.
+    """Which peer certificates this process's DTLS completes with, by in-memory handshakes:
+    RSA and ECDSA P-256 peers as the DTLS server (``a=setup:passive``) and as the client, and
+    FFmpeg 8.0's own certificate (P-224, always the server).
 
-    FFmpeg 8.0's WHIP muxer makes its own certificate on a P-224 key; OpenSSL accepts that only
-    when P-224 is among its groups, which ``engine/server/openssl.cnf`` adds (set as
-    ``OPENSSL_CONF`` before OpenSSL starts: ``engine.server``'s import). OpenSSL 4 has no P-224
-    group at all. Returns the kinds that failed (empty: all fine).
+    OpenSSL accepts P-224 only when it is among its groups, which ``engine/server/openssl.cnf``
+    adds (set as ``OPENSSL_CONF`` before OpenSSL starts: ``engine.server``'s import); OpenSSL 4
+    has no P-224 group at all. Returns the cases that failed (empty: all fine).
     """
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from OpenSSL import SSL
@@ -64,15 +65,20 @@ def dtls_check() -> list[str]:
     ours = RTCCertificate.generateCertificate()._create_ssl_context(
         srtp_profiles=[SRTP_AES128_CM_SHA1_80]
     )
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    p256 = ec.generate_private_key(ec.SECP256R1())
     failed = []
-    for kind, key in (
-        ("RSA", rsa.generate_private_key(65537, 2048)),
-        ("ECDSA P-256", ec.generate_private_key(ec.SECP256R1())),
-        ("ECDSA P-224 (FFmpeg 8.0's own)", ec.generate_private_key(ec.SECP224R1())),
+    for kind, key, peer_serves in (
+        ("RSA peer as DTLS server", rsa_key, True),
+        ("RSA peer as DTLS client", rsa_key, False),
+        ("ECDSA P-256 peer as DTLS server", p256, True),
+        ("ECDSA P-256 peer as DTLS client", p256, False),
+        ("FFmpeg 8.0's own ECDSA P-224", ec.generate_private_key(ec.SECP224R1()), True),
     ):
-        server = SSL.Connection(peer_context(key), None)
+        peer = SSL.Connection(peer_context(key), None)
+        local = SSL.Connection(ours, None)
+        server, client = (peer, local) if peer_serves else (local, peer)
         server.set_accept_state()
-        client = SSL.Connection(ours, None)
         client.set_connect_state()
         if not _handshake(client, server):
             failed.append(kind)
