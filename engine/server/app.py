@@ -32,6 +32,7 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -397,7 +398,7 @@ def page_url(config: ServerConfig, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     url = f"{config.scheme}://{host}:{port}/"
-    return url + (f"?token={config.token}" if config.token else "")
+    return url + (f"?token={quote(config.token, safe='')}" if config.token else "")
 
 
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
