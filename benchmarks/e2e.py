@@ -1,17 +1,19 @@
-"""End-to-end WebRTC round trip, measured by the client, against `livefx serve` and a bare echo.
+"""End-to-end WebRTC round trip against `livefx serve` and a bare echo, on `livefx bench`.
 
 Servers run as child processes (``livefx serve``; ``livefx serve --mode bare-echo``: aiortc's
-plain relay with its own encoders and jitter buffer). This process is the client (aiortc over
-loopback, ``engine.server.client``): it sends composited frames with a person at 30 fps and times
-each frame from the moment it is handed to its sender to the moment the processed frame comes out
-of its receiver. Every session of a resolution uses the same frames in the same run.
+plain relay with its own encoders and jitter buffer). This process is the client:
+``engine.bench`` (what ``livefx bench`` runs), a plain aiortc peer that writes each frame's number
+into the picture (on the person, so effects keep it) and times each frame from the moment it is
+handed to its sender to the moment it comes out of its receiver. The rows of a resolution are
+measured interleaved (rounds of about 5 s), with the same frames.
 
 Sections: per resolution, the bare echo, LiveFX pass-through (``effect=none``) and each effect
-(median and p95 ms, frames received); three concurrent sessions (fps and drops); a long session
+(median and p95 ms, frames matched); concurrent sessions (fps and drops); a long session
 (median of its first and last 20 s); and the encoders alone (aiortc's settings vs LiveFX's).
 
-The client's own receiver releases frames on the RTP marker bit (as LiveFX's server does) for
-every row, so the rows differ only by what the servers do.
+The client's receiver releases frames on the RTP marker bit (as LiveFX's server does) for every
+row, so the rows differ only by what the servers do (``--client-jitter-buffer standard``: what a
+plain aiortc client sees).
 """
 
 from __future__ import annotations
@@ -35,72 +37,36 @@ from aiortc.codecs import h264, vpx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from engine.bench.run import BenchConfig, Target, bench
 from engine.config import EncoderConfig
 from engine.frame import FrameBuffer
 from engine.media import frame_to_av
 from engine.pipeline.timing import summarise_ns
 from engine.samples import composited_clip
 from engine.server import rtc
-from engine.server.client import Client, ServerProcess
+from engine.server.client import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def summary_ms(values: list[float]) -> dict[str, float]:
-    return summarise_ns([round(v * 1e6) for v in values])
-
-
-async def one_session(
-    url: str, frames: list[FrameBuffer], settings: dict[str, Any], seconds: float, warmup: float
+def measure(
+    targets: list[Target], size: tuple[int, int], args: argparse.Namespace, **kw: Any
 ) -> dict[str, Any]:
-    c = Client(url, frames, fps=30.0)
-    await c.start(settings)
-    await asyncio.sleep(warmup)
-    skip = len(c.received.latencies_ms)
-    sent0, recv0 = c.camera.count, len(c.received.arrivals)
-    await asyncio.sleep(seconds)
-    lat = c.received.latencies_ms[skip:]
-    sent, recv = c.camera.count - sent0, len(c.received.arrivals) - recv0
-    await c.stop()
-    return {
-        "latency": summary_ms(lat),
-        "sent": sent,
-        "received": recv,
-        "fps_out": round(recv / seconds, 1),
-        "dropped_pct": round(100.0 * max(sent - recv, 0) / max(sent, 1), 2),
-        "unmatched": c.received.unmatched,
-    }
-
-
-async def concurrent(
-    url: str, frames: list[FrameBuffer], n: int, seconds: float
-) -> list[dict[str, Any]]:
-    return list(
-        await asyncio.gather(
-            *(one_session(url, frames, {"effect": "blur"}, seconds, 3.0) for _ in range(n))
-        )
+    config = BenchConfig(
+        targets=targets,
+        width=size[0],
+        height=size[1],
+        seconds=kw.get("seconds", args.seconds),
+        warmup=args.warmup,
+        sessions=kw.get("sessions", [1]),
+        jitter_buffer=args.client_jitter_buffer,
     )
+    return asyncio.run(bench(config, progress_bar=False))
 
 
-async def long_session(url: str, frames: list[FrameBuffer], seconds: float) -> dict[str, Any]:
-    c = Client(url, frames, fps=30.0)
-    await c.start({"effect": "blur"})
-    await asyncio.sleep(3.0)
-    t0 = time.perf_counter()
-    first_n = len(c.received.latencies_ms)
-    await asyncio.sleep(20.0)
-    first = c.received.latencies_ms[first_n:]
-    await asyncio.sleep(max(seconds - 40.0, 0.0))
-    last_n = len(c.received.latencies_ms)
-    await asyncio.sleep(20.0)
-    last = c.received.latencies_ms[last_n:]
-    elapsed = time.perf_counter() - t0
-    await c.stop()
-    return {
-        "seconds": round(elapsed, 1),
-        "first_20s": summary_ms(first),
-        "last_20s": summary_ms(last),
-    }
+def window_median(series: list[list[float]], start: float, end: float) -> dict[str, float]:
+    values = [rtt for t, rtt in series if start <= t < end]
+    return summarise_ns([round(v * 1e6) for v in values])
 
 
 def bench_encoders(frames: dict[str, list[FrameBuffer]], n: int) -> dict[str, Any]:
@@ -146,82 +112,88 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolutions", default="640x480,1280x720")
     ap.add_argument("--effects", default="none,blur,replace,colour,mask")
-    ap.add_argument("--seconds", type=float, default=10.0, help="measured per session")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured per row")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--concurrent", type=int, default=3)
     ap.add_argument("--long", type=float, default=120.0, help="the long session, s (0: skip)")
     ap.add_argument("--encoder-frames", type=int, default=100)
+    ap.add_argument("--client-jitter-buffer", choices=("marker", "standard"), default="marker")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    rtc.use_loopback_ice(True)
-    rtc.install_jitter_buffer(low_latency=True)
-    rtc.install_encoders(EncoderConfig())  # the client's own sender
     sizes = [tuple(int(v) for v in r.split("x")) for r in args.resolutions.split(",")]
-    frames = {
-        f"{w}x{h}": composited_clip(w, h, 30, motion="sway", noise=2.0).frames for w, h in sizes
-    }
     effects = [e for e in args.effects.split(",") if e]
     results: dict[str, Any] = {"sessions": {}}
     livefx = ServerProcess("--max-sessions", "8", cwd=str(ROOT))
     echo = ServerProcess("--mode", "bare-echo", "--max-sessions", "8", cwd=str(ROOT))
     try:
-        for res, fs in frames.items():
-            rows = {
-                "bare aiortc echo": asyncio.run(
-                    one_session(echo.url, fs, {}, args.seconds, args.warmup)
-                )
-            }
-            for e in effects:
-                rows[f"livefx {e}"] = asyncio.run(
-                    one_session(livefx.url, fs, {"effect": e}, args.seconds, args.warmup)
-                )
-            results["sessions"][res] = rows
+        for w, h in sizes:
+            targets = [Target("bare aiortc echo", url=echo.url + "/offer")] + [
+                Target(f"livefx {e}", url=f"{livefx.url}/offer?effect={e}") for e in effects
+            ]
+            result = measure(targets, (w, h), args)
+            results["sessions"][f"{w}x{h}"] = {r["target"]: r for r in result["runs"]}
         if args.concurrent:
-            fs = frames.get("640x480") or composited_clip(640, 480, 30, motion="sway").frames
-            results["concurrent"] = asyncio.run(
-                concurrent(livefx.url, fs, args.concurrent, args.seconds)
-            )
+            result = measure(
+                [Target("livefx blur", url=livefx.url + "/offer?effect=blur")], (640, 480), args,
+                sessions=[args.concurrent],
+            )  # fmt: skip
+            results["concurrent"] = [s for s in result["sessions"]]
         if args.long:
-            fs = frames.get("640x480") or composited_clip(640, 480, 30, motion="sway").frames
-            results["long"] = asyncio.run(long_session(livefx.url, fs, args.long))
+            result = measure(
+                [Target("livefx blur", url=livefx.url + "/offer?effect=blur")], (640, 480), args,
+                seconds=args.long,
+            )  # fmt: skip
+            series = result["runs"][0]["series"]
+            results["long"] = {
+                "seconds": args.long,
+                "first_20s": window_median(series, 0, 20),
+                "last_20s": window_median(series, args.long - 20, args.long + 1),
+            }
     finally:
         livefx.stop()
         echo.stop()
+    frames = {
+        f"{w}x{h}": composited_clip(w, h, 30, motion="sway", noise=2.0).frames for w, h in sizes
+    }
     results["encoders"] = bench_encoders(frames, args.encoder_frames)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
     if args.json:
+        for rows in results["sessions"].values():
+            for r in rows.values():
+                r.pop("series", None)
         print(json.dumps({"machine": machine, **results}))
         return 0
     print(
-        "WebRTC round trip over loopback, measured by the client; "
-        f"{args.seconds:.0f} s per session after {args.warmup:.0f} s"
+        "WebRTC round trip over loopback, measured by the client (livefx bench); "
+        f"{args.seconds:.0f} s per row after {args.warmup:.0f} s, "
+        f"client jitter buffer {args.client_jitter_buffer}"
     )
     print(f"machine: {machine}")
     for res, rows in results["sessions"].items():
-        print(f"\n{res} at 30 fps   round trip median / p95 ms   frames received/sent")
-        base = rows.get("livefx none", {}).get("latency", {}).get("median_ms")
+        print(f"\n{res} at 30 fps   round trip median / p95 ms   frames matched/sent")
+        base = rows.get("livefx none", {}).get("rtt_ms", {}).get("median")
         for name, r in rows.items():
-            lat = r["latency"]
+            rtt = r["rtt_ms"]
             extra = ""
             if base is not None and name.startswith("livefx") and name != "livefx none":
-                extra = f"   +{lat['median_ms'] - base:.1f} ms over pass-through"
+                extra = f"   +{rtt['median'] - base:.1f} ms over pass-through"
             print(
-                f"  {name:<18} {lat['median_ms']:7.2f} / {lat['p95_ms']:7.2f}   "
-                f"{r['received']}/{r['sent']}{extra}"
+                f"  {name:<18} {rtt['median']:7.2f} / {rtt['p95']:7.2f}   "
+                f"{r['matched']}/{r['sent']}{extra}"
             )
     if "concurrent" in results:
         print(f"\n{args.concurrent} concurrent 640x480 blur sessions, {args.seconds:.0f} s")
         for i, r in enumerate(results["concurrent"]):
+            dropped = 100.0 * (1 - r["matched_share"])
             print(
-                f"  session {i + 1}: {r['fps_out']:5.1f} fps out, "
-                f"{r['dropped_pct']:.2f} % dropped, "
-                f"round trip {r['latency']['median_ms']:.1f} / {r['latency']['p95_ms']:.1f} ms"
+                f"  session {i + 1}: {r['fps_out']:5.1f} fps out, {dropped:.2f} % not back, "
+                f"round trip {r['rtt_ms']['median']:.1f} / {r['rtt_ms']['p95']:.1f} ms"
             )
     if "long" in results:
         r = results["long"]
         print(
-            f"\nlong blur session, {r['seconds']} s: round trip median first 20 s "
+            f"\nlong blur session, {r['seconds']:.0f} s: round trip median first 20 s "
             f"{r['first_20s']['median_ms']:.2f} ms, last 20 s {r['last_20s']['median_ms']:.2f} ms "
             f"(p95 {r['first_20s']['p95_ms']:.2f} → {r['last_20s']['p95_ms']:.2f})"
         )

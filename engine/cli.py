@@ -1,4 +1,4 @@
-"""The ``livefx`` command: serve | process | models.
+"""The ``livefx`` command: serve | process | bench | models.
 
 Errors of LiveFX's own (``LiveFXError``) become one line on stderr and the error's exit code;
 anything else is a bug and keeps its traceback.
@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engine import __version__
 from engine.config import (
@@ -176,6 +177,57 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from engine.bench.run import BenchConfig, Target, run
+    from engine.errors import ConfigError
+
+    targets = [Target(label=url, url=url) for url in args.urls]
+    if (args.whip is None) != (args.whep is None):
+        raise ConfigError("give --whip and --whep together")
+    if args.whip is not None:
+        targets.append(Target(label=f"{args.whip} → {args.whep}", whip=args.whip, whep=args.whep))
+
+    def numbers(text: str, name: str, kind: type = float) -> list[Any]:
+        try:
+            return [kind(v) for v in text.replace("x", ",").split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{name}: {text!r} is not a list of numbers") from None
+
+    size = numbers(args.size, "size", int)
+    if len(size) != 2:
+        raise ConfigError(f"size: {args.size!r} is not WxH")
+    code_at = numbers(args.code_at, "code-at") if args.code_at else None
+    if code_at is not None and len(code_at) != 2:
+        raise ConfigError(f"code-at: {args.code_at!r} is not X,Y")
+    loss_text = str(args.loss).strip()
+    loss = numbers(loss_text.rstrip("%"), "loss")
+    if len(loss) != 1:
+        raise ConfigError(f"loss: {args.loss!r} is not a share (0.05) or a percentage (5%)")
+    share = loss[0] / 100 if loss_text.endswith("%") else loss[0]
+    config = BenchConfig(
+        targets=targets,
+        sessions=numbers(args.sessions, "sessions", int),
+        width=size[0],
+        height=size[1],
+        fps=args.fps,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        codec=args.codec,
+        source=args.source,
+        code_at=(code_at[0], code_at[1]) if code_at else None,
+        loss=share,
+        jitter_ms=args.jitter,
+        delay_ms=args.delay,
+        seed=args.seed,
+        jitter_buffer=args.client_jitter_buffer,
+        browser=args.browser,
+        token=args.token or os.environ.get("LIVEFX_TOKEN") or None,
+    )
+    return run(config, args.json, args.report)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import os
@@ -319,6 +371,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "bench",
+        help="round trips of any WebRTC endpoint, frame by frame (codes in the picture)",
+        description="Measure the round trip of an endpoint that takes an SDP offer by HTTP POST "
+        "and sends the picture back (LiveFX's /offer, an echo), or of a WHIP/WHEP pair. Several "
+        "URLs are measured interleaved. See docs/bench.md.",
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="offer endpoints (application/sdp)")
+    p.add_argument("--whip", default=None, help="publish to this WHIP endpoint …")
+    p.add_argument("--whep", default=None, help="… and play from this WHEP endpoint")
+    p.add_argument("--sessions", default="1", help="concurrent sessions, or a sweep: 1,2,4,8")
+    p.add_argument("--size", default="640x480", help="WxH of the frames sent (default 640x480)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seconds", type=float, default=10.0, help="measured per run (default 10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="not measured, per run (default 2)")
+    p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    p.add_argument("--source", default=None, help="a video or photo to send (default: a sample)")
+    p.add_argument(
+        "--code-at",
+        default=None,
+        metavar="X,Y",
+        help="centre of the frame code, fractions of the frame (on the person)",
+    )
+    p.add_argument("--loss", default="0", help="share of media packets lost each way: 0.05, 5%%")
+    p.add_argument("--delay", type=float, default=0.0, help="ms added each way")
+    p.add_argument("--jitter", type=float, default=0.0, help="± ms on top of the delay")
+    p.add_argument("--seed", type=int, default=0, help="of the impairment")
+    p.add_argument(
+        "--client-jitter-buffer",
+        choices=("standard", "marker"),
+        default="standard",
+        help="aiortc's own (default), or release frames on the marker bit",
+    )
+    p.add_argument("--browser", action="store_true", help="measure in headless Chromium")
+    p.add_argument("--token", default=None, help="Bearer token (or LIVEFX_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.html and plots")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", help="list and verify the shipped models, or rebuild them")
     p.add_argument("action", nargs="?", choices=("list", "build"), default="list")

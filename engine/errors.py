@@ -36,3 +36,9 @@ class BackendError(LiveFXError):
     """A compute or inference backend that cannot be used here."""
 
     exit_code = 4
+
+
+class EndpointError(LiveFXError):
+    """A remote endpoint that cannot be reached, refuses, or answers with something unusable."""
+
+    exit_code = 5

@@ -111,6 +111,11 @@ def _plane_rows(plane: Any) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
 
 
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane of a yuv420p ``av.VideoFrame`` as a (height, width) view: writable, no copy."""
+    return _plane_rows(frame.planes[0])[:, : frame.width]
+
+
 def frame_from_av(frame: av.VideoFrame) -> FrameBuffer:
     """An av.VideoFrame as a FrameBuffer: yuv420p planes are viewed, not copied."""
     if frame.width == 0 or frame.height == 0:
