@@ -66,12 +66,13 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     if split:
         parts = [
             ("client_encode_ms", "client encode"),
+            ("client_own_ms", "client's own (the tool)"),
             ("server_stages_ms", "server stages"),
             ("client_decode_ms", "client decode"),
             ("client_jitter_buffer_ms", "client jitter buffer (≈ 1 frame, standard)"),
             ("network_server_io_ms", "network, server decode/encode/transport"),
         ]
-        fig, ax = plt.subplots(figsize=(8, 1.8 + 0.45 * len(split)), dpi=110)
+        fig, ax = plt.subplots(figsize=(9, 1.9 + 0.45 * len(split)), dpi=110)
         labels = [_label(run, runs) for run, _ in split]
         left = np.zeros(len(split))
         for key, name in parts:
@@ -81,9 +82,14 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_xlabel("median round trip (ms)")
         ax.set_title("Where the round trip goes")
         ax.invert_yaxis()
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
         ax.tick_params(axis="y", labelsize=7)
-        written.append(_save(fig, out / "stages.png"))
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7)
+        rows = 1 + (len(parts) - 1) // 3
+        written.append(
+            _save(
+                fig, out / "stages.png", bottom=(0.06 + 0.05 * rows) * 4 / (1.9 + 0.45 * len(split))
+            )
+        )
 
     counts = sorted({r["sessions"] for r in runs})
     if len(counts) > 1:
@@ -110,8 +116,8 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     return written
 
 
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig: Any, path: Path, bottom: float = 0.0) -> Path:
+    fig.tight_layout(rect=(0, min(bottom, 0.6), 1, 1))
     fig.savefig(path)
     import matplotlib.pyplot as plt
 
