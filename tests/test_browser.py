@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.bench.browser import CHROMIUM_ARGS as BENCH_CHROMIUM_ARGS
 from engine.samples import composited_clip
 from tests.conftest import ROOT, ServerProcess
 
@@ -29,18 +30,12 @@ def write_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 30)
     return path
 
 
+# livefx bench's headless flags (no background networking, loopback ICE, autoplay), and a fake
+# camera and microphone that need no permission prompt.
 CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *BENCH_CHROMIUM_ARGS,
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
 ]
 
 
