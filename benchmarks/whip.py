@@ -111,9 +111,11 @@ async def players_cost(server: ServerProcess, frames: list[FrameBuffer], n: int,
     pub = Publisher(server.url, name, frames, fps=30.0, audio=True)
     await pub.start({"effect": "blur"})
     await asyncio.sleep(0.5)
+    await pub.connected()
     players = [Player(server.url, name, pub) for _ in range(n)]
     for p in players:
         await p.start()
+        await p.connected()  # LiveFX lets one address have 2 sessions connecting at a time
     await asyncio.sleep(warmup)
     counts = [len(p.received.arrivals) for p in players]
     cpu0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()

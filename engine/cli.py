@@ -259,6 +259,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ice_servers=tuple(IceServer.parse(text) for text in args.ice_server),
         allow_origins=tuple(args.allow_origin),
         whep_bitrate=args.whep_bitrate,
+        connect_timeout_s=args.connect_timeout,
+        max_pending_per_client=args.max_pending_per_client,
+        offer_rate=args.offer_rate,
     )
     if args.budget_ms is None and config.pipeline.budget.budget_ms is None:
         # Live video has a frame interval to keep: hold the budget of a 30 fps camera.
@@ -326,6 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=d_srv.idle_timeout_s,
         help="end a session after this many seconds without video",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=d_srv.connect_timeout_s,
+        help="end a session whose peer has not connected within this many seconds",
+    )
+    p.add_argument(
+        "--max-pending-per-client",
+        type=int,
+        default=d_srv.max_pending_per_client,
+        help="sessions one client address may have still connecting",
+    )
+    p.add_argument(
+        "--offer-rate",
+        type=float,
+        default=d_srv.offer_rate,
+        help=f"offers per second per client address ({d_srv.offer_burst} at once)",
     )
     p.add_argument("--vp8-cpu-used", type=int, default=d_enc.vp8_cpu_used)
     p.add_argument("--x264-preset", default=d_enc.x264_preset)

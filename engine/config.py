@@ -277,6 +277,11 @@ class ServerConfig:
     ice_servers: tuple[IceServer, ...] = ()
     allow_origins: tuple[str, ...] = ()  # CORS: origins allowed to call the API ("*": any)
     whep_bitrate: int = 1_500_000  # bits/s of the shared WHEP encoders (lowered by players' REMB)
+    connect_timeout_s: float = 10.0  # a session whose peer has not connected by then is ended
+    max_pending: int = 8  # sessions still connecting, all clients together
+    max_pending_per_client: int = 2  # … from one client address
+    offer_rate: float = 1.0  # offers per second per client address (token bucket) …
+    offer_burst: int = 5  # … and how many may come at once
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -292,6 +297,11 @@ class ServerConfig:
         _check_range("max_upload_bytes", self.max_upload_bytes, 1024, 256 * 1024 * 1024)
         _check_range("max_sdp_bytes", self.max_sdp_bytes, 1024, 1024 * 1024)
         _check_range("whep_bitrate", self.whep_bitrate, 100_000, 50_000_000)
+        _check_range("connect_timeout_s", self.connect_timeout_s, 0.5, 600.0)
+        _check_range("max_pending", self.max_pending, 1, 10_000)
+        _check_range("max_pending_per_client", self.max_pending_per_client, 1, 1000)
+        _check_range("offer_rate", self.offer_rate, 0.01, 10_000.0)
+        _check_range("offer_burst", self.offer_burst, 1, 10_000)
         _check_choice("mode", self.mode, SERVER_MODES)
         if self.token is not None:
             if not isinstance(self.token, str) or len(self.token) < 8:

@@ -175,6 +175,7 @@ def test_aiortc_whip_to_two_whep_players_one_encode(server, clip, loopback_clien
     async def run():
         pub = Publisher(server.url, "show", clip.frames)
         await pub.start({"effect": "blur", "strength": "1"}, candidates="none")
+        assert await pub.connected()
         a = Player(server.url, "show", pub)
         b = Player(server.url, "show", pub)
         a.keep_frames = True

@@ -119,6 +119,8 @@ def test_session_limit_and_bad_requests(server, clip) -> None:
         b = Client(server.url, clip.frames)
         await a.start({"effect": "none"})
         await b.start({"effect": "none"})
+        while not (a.received.arrivals and b.received.arrivals):  # both connected
+            await asyncio.sleep(0.1)
         c = Client(server.url, clip.frames)
         with pytest.raises(RuntimeError, match=r"503 .*server full: 2 of 2"):
             await c.start({"effect": "none"})

@@ -274,7 +274,9 @@ class BrowserRunner:
 
         async def bench_post(url: str, sdp: str) -> dict[str, Any]:
             try:
-                answer, location = await peer.post_offer(http, url, sdp, self.config.token)
+                answer, location = await peer.post_offer_patiently(
+                    http, url, sdp, self.config.token
+                )
             except EndpointError as exc:
                 return {"error": str(exc)}
             if location:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 CLOCK = fractions.Fraction(1, 90_000)
 HTTP_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+RETRY_BUDGET_S = 15.0  # waiting out a server's 429/503 Retry-After, per offer
 
 
 # -- what was measured ---------------------------------------------------------------------------
@@ -314,7 +315,11 @@ async def post_offer(
             body = await r.text(errors="replace")
             if r.status >= 400:
                 first = body.strip().splitlines()[0][:200] if body.strip() else r.reason
-                raise EndpointError(f"{url} refused the offer: {r.status} {first}")
+                error = EndpointError(f"{url} refused the offer: {r.status} {first}")
+                error.status = r.status  # type: ignore[attr-defined]
+                retry = r.headers.get("Retry-After", "")
+                error.retry_after = float(retry) if retry.isdigit() else None  # type: ignore[attr-defined]
+                raise error
             if not body.startswith("v=0"):
                 kind = r.headers.get("Content-Type", "no content type")
                 raise EndpointError(
@@ -328,6 +333,26 @@ async def post_offer(
         raise EndpointError(f"not a URL: {url}") from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise EndpointError(f"{url}: no answer ({type(exc).__name__} {exc})".strip()) from None
+
+
+async def post_offer_patiently(
+    http: aiohttp.ClientSession, url: str, sdp: str, token: str | None
+) -> tuple[str, str | None]:
+    """``post_offer``, asked again when the server says when to come back (429 or 503 with
+    ``Retry-After``), as a well-behaved client does, within ``RETRY_BUDGET_S``."""
+    deadline = time.perf_counter() + RETRY_BUDGET_S
+    while True:
+        try:
+            return await asyncio.wait_for(post_offer(http, url, sdp, token), HTTP_TIMEOUT_S)
+        except EndpointError as exc:
+            wait = getattr(exc, "retry_after", None)
+            if getattr(exc, "status", None) not in (429, 503) or wait is None:
+                raise
+            if time.perf_counter() + wait > deadline:
+                raise
+            await asyncio.sleep(wait)
+        except asyncio.TimeoutError:
+            raise EndpointError(f"{url}: no answer within {HTTP_TIMEOUT_S:g} s") from None
 
 
 async def delete(http: aiohttp.ClientSession, url: str | None, token: str | None) -> int | None:
@@ -406,9 +431,8 @@ class BenchSession:
         await pc.setLocalDescription(await pc.createOffer())
         if self.config.impairment is not None:
             self.config.impairment.apply(pc)
-        answer, location = await asyncio.wait_for(
-            post_offer(self.http, url, pc.localDescription.sdp, self.config.token),
-            HTTP_TIMEOUT_S,
+        answer, location = await post_offer_patiently(
+            self.http, url, pc.localDescription.sdp, self.config.token
         )
         self.locations.append(location)
         if location:
@@ -456,7 +480,7 @@ class BenchSession:
                     await self._negotiate(player, c.whep)
                     break
                 except EndpointError as exc:
-                    if " 409 " not in str(exc) or time.perf_counter() > deadline:
+                    if getattr(exc, "status", None) != 409 or time.perf_counter() > deadline:
                         raise
                     await player.close()
                     self.pcs.remove(player)

@@ -273,7 +273,10 @@ async def measure(
     peer.codec_times.reset(layout, trace=n == 1)
     client: dict[str, Any] = {}
     try:
-        await asyncio.gather(*(s.start() for s in sessions))
+        # One after the other, each once connected: a server may limit the sessions one
+        # address has connecting at a time (LiveFX: 2).
+        for s in sessions:
+            await s.start()
         t0 = time.perf_counter()
         start = t0 + config.warmup
         end = start + seconds

@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import logging
+import math
 import os
 import re
+import signal
 import socket
 import ssl
 import tempfile
@@ -48,6 +51,8 @@ from engine.config import (
 )
 from engine.errors import ConfigError, InputError, LiveFXError
 from engine.server import middleware, rtc, sdp, signalling, whip
+from engine.server.limits import OfferLimiter
+from engine.server.metrics import Metrics
 from engine.server.middleware import Full, HttpError
 from engine.server.session import Session
 from engine.server.stream import Stream
@@ -62,6 +67,7 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
 }
+MAX_UPLOAD_PIXELS = 40_000_000
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -78,6 +84,10 @@ class LiveFXServer:
         self.started = time.monotonic()
         self.dtls_failures: list[str] = []
         self.ended: deque[dict[str, Any]] = deque(maxlen=20)  # the last sessions that ended
+        self.limiter = OfferLimiter(config.offer_rate, config.offer_burst)
+        self.metrics = Metrics()
+        self.metrics.attach(self)
+        self.draining = False
         self._watchers: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.app = self._make_app()
@@ -89,6 +99,7 @@ class LiveFXServer:
             middlewares=[
                 middleware.cors(self.config),
                 middleware.errors,
+                middleware.count_errors(self.metrics),
                 middleware.auth(self.config),
             ],
             client_max_size=self.config.max_upload_bytes,
@@ -99,6 +110,7 @@ class LiveFXServer:
         r.add_get("/favicon.ico", self.no_content)
         r.add_get("/health", self.health_route)
         r.add_get("/stats", self.stats_route)
+        r.add_get("/metrics", self.metrics_route)
         r.add_post("/offer", self.offer)
         r.add_route("OPTIONS", "/offer", self.options)
         r.add_get("/ws", functools.partial(signalling.websocket, self), allow_head=False)
@@ -112,6 +124,8 @@ class LiveFXServer:
         rtc.install_jitter_buffer(low_latency=livefx)
         rtc.install_dtls()
         rtc.configure_ice(self.config.host)
+        rtc.encoders.encode_observers.append(self.metrics.encode_seconds.observe)
+        rtc.encoders.install_decode_timing(self.metrics.decode_seconds.observe)
         self.dtls_failures = rtc.dtls_check()
         if self.dtls_failures:
             log.warning(
@@ -146,12 +160,22 @@ class LiveFXServer:
             raise ConfigError(f"cert/key: cannot load {self.config.cert}: {exc}") from None
         return ctx
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
+    async def stop(self, timeout: float = 4.0) -> int:
+        """Drain: refuse new offers (503), end every session (its peer connection closed: DTLS
+        close_notify, no more consent), stop serving HTTP; within ``timeout`` seconds.
+        Returns how many sessions were ended."""
+        self.draining = True
+        sessions = list(self.sessions.values())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(s.close("server stopping") for s in sessions)), timeout
+            )
         for stream in self.streams.values():
             stream.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._runner.cleanup(), 1.0)
+        return len(sessions)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -209,15 +233,16 @@ class LiveFXServer:
         stream: Stream | None = None,
         client: str = "",
     ) -> tuple[Session, str]:
-        session = Session(self.config, config, kind=kind, stream=stream, client=client)
-        if session.processes:
-            used = sum(s.processes for s in self.sessions.values())
-            if used >= self.config.max_sessions:
-                raise Full("sessions", used, self.config.max_sessions)
-        elif kind == "play":
-            used = sum(s.kind == "play" for s in self.sessions.values())
-            if used >= self.config.max_players:
-                raise Full("players", used, self.config.max_players)
+        self.admit(kind, client)
+        session = Session(
+            self.config,
+            config,
+            kind=kind,
+            stream=stream,
+            client=client,
+            metrics=self.metrics,
+            on_connected=self._connected,
+        )
         self.sessions[session.id] = session
         if stream is not None and kind == "publish":
             stream.set_publisher(session)
@@ -233,6 +258,7 @@ class LiveFXServer:
         task = asyncio.ensure_future(self._forget_when_closed(session))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+        self.metrics.sessions_started.labels(kind).inc()
         log.info(
             "session %s (%s%s) started: %d sessions",
             session.id,
@@ -241,6 +267,56 @@ class LiveFXServer:
             len(self.sessions),
         )
         return session, answer
+
+    def _processes(self, kind: str) -> bool:
+        return kind != "play" and self.config.mode == "livefx"
+
+    def rate_limit(self, client: str) -> None:
+        """Every offer counts, good or bad, before its body is read (429 past the rate)."""
+        if self.draining:
+            raise HttpError(503, "the server is shutting down", {"Retry-After": "10"})
+        self.limiter.take(client)
+
+    def admit(self, kind: str, client: str) -> None:
+        """Refuse an offer before anything is made for it: draining (503), too many of the
+        client's sessions still connecting (429), too many connecting in all or connected
+        sessions of its kind (503). Sessions still connecting count apart from connected
+        ones, and end after ``--connect-timeout``: peers that vanish after their offer hold no
+        connected slot, and only for that long."""
+        if self.draining:
+            raise HttpError(503, "the server is shutting down", {"Retry-After": "10"})
+        cfg = self.config
+        pending = [s for s in self.sessions.values() if s.pending]
+        mine = sum(s.client == client for s in pending)
+        if mine >= cfg.max_pending_per_client:
+            raise HttpError(
+                429,
+                f"{mine} sessions from {client} are still connecting (at most "
+                f"{cfg.max_pending_per_client}); they end after {cfg.connect_timeout_s:g} s",
+                {"Retry-After": str(math.ceil(cfg.connect_timeout_s))},
+            )
+        if len(pending) >= cfg.max_pending:
+            raise Full("connecting sessions", len(pending), cfg.max_pending)
+        connected = [s for s in self.sessions.values() if not s.pending]
+        if self._processes(kind):
+            used = sum(s.processes for s in connected)
+            if used >= cfg.max_sessions:
+                raise Full("sessions", used, cfg.max_sessions)
+        elif kind == "play":
+            used = sum(s.kind == "play" for s in connected)
+            if used >= cfg.max_players:
+                raise Full("players", used, cfg.max_players)
+
+    async def _connected(self, session: Session) -> None:
+        """A session that connected takes a connected slot, if one is still free."""
+        if session.kind == "play":
+            used = sum(s.kind == "play" and not s.pending for s in self.sessions.values())
+            limit = self.config.max_players
+        else:
+            used = sum(s.processes and not s.pending for s in self.sessions.values())
+            limit = self.config.max_sessions
+        if (session.processes or session.kind == "play") and used > limit:
+            await session.close(f"server full: {used - 1} of {limit} connected first")
 
     async def _forget(self, session: Session, reason: str) -> None:
         await session.close(reason)
@@ -251,6 +327,7 @@ class LiveFXServer:
         await session.closed.wait()
         self.sessions.pop(session.id, None)
         self._drop_stream_if_empty(session.stream)
+        self.metrics.session_ended(session.kind, session.close_reason, session.frame_counts())
         self.ended.append(
             {
                 "session": session.id,
@@ -318,6 +395,13 @@ class LiveFXServer:
     async def health_route(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.health())
 
+    async def metrics_route(self, request: web.Request) -> web.StreamResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        response = web.Response(body=generate_latest(self.metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
     async def stats_route(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {
@@ -333,6 +417,7 @@ class LiveFXServer:
         return stats
 
     async def offer(self, request: web.Request) -> web.StreamResponse:
+        self.rate_limit(_client(request))
         offer = await whip.read_sdp(request, self.config.max_sdp_bytes)
         config = self.settings(self.config.pipeline, dict(request.query), None)
         sdp.check_sendrecv_offer(offer)
@@ -353,6 +438,22 @@ class LiveFXServer:
     def _save_upload(self, session: Session, body: bytes) -> None:
         if not body:
             raise InputError("background upload: empty body")
+        # The header's size first: a small file can declare 20 000 × 20 000 pixels.
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(body)) as header:
+                width, height = header.size
+        except Image.DecompressionBombError:  # Pillow's own, far larger, limit
+            width = height = MAX_UPLOAD_PIXELS
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise InputError(
+                "background upload: not an image (PNG, JPEG, WebP, BMP, TIFF)"
+            ) from None
+        if width * height >= MAX_UPLOAD_PIXELS:
+            raise InputError(
+                f"background upload: it declares over {MAX_UPLOAD_PIXELS // 1_000_000} megapixels"
+            )
         image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
             raise InputError("background upload: not an image OpenCV can decode")
@@ -414,7 +515,17 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         print(f"open {page_url(config, server.port)}", flush=True)
     if ready is not None:
         ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        await server.stop()
+        started = time.monotonic()
+        ended = await server.stop()
+        print(
+            f"LiveFX stopped: {ended} sessions ended in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )

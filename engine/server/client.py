@@ -305,7 +305,16 @@ class _Peer:
                 )
                 + "\r\n"
             )
-        status, body, headers = await self.http("POST", path, offer.encode(), "application/sdp")
+        deadline = time.perf_counter() + 15.0
+        while True:
+            status, body, headers = await self.http("POST", path, offer.encode(), "application/sdp")
+            wait = headers.get("Retry-After", "")
+            # Asked to come back (429, 503): again, as a well-behaved client does, for a while.
+            if status not in (429, 503) or not wait.isdigit():
+                break
+            if time.perf_counter() + int(wait) > deadline:
+                break
+            await asyncio.sleep(int(wait))
         if status != 201:
             raise RuntimeError(f"offer refused: {status} {body.decode(errors='replace')}")
         self.location = headers.get("Location")
@@ -360,6 +369,15 @@ class _Peer:
                     self.received.arrivals.append(now)
                     if data is not None:
                         self.received.frames.append(data)
+
+    async def connected(self, timeout: float = 10.0) -> bool:
+        """Wait until every peer connection of this client is connected."""
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            if self.pc.connectionState == "connected":
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def stop(self) -> int | None:
         status = None

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PROTECTED_PREFIXES = ("/offer", "/whip/", "/whep/", "/sessions/", "/ws", "/stats", "/streams")
+PROTECTED_PREFIXES = ("/offer", "/whip/", "/whep/", "/sessions/", "/ws", "/stats", "/metrics")
 TOKEN_PROTOCOL = "livefx.token."
 EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After"
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match"
@@ -138,6 +139,28 @@ def cors(config: ServerConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
                 response.headers["Vary"] = "Origin"
         if isinstance(response, web.HTTPException):
             raise response
+        return response
+
+    return middleware
+
+
+def count_errors(metrics: Any) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Refused requests in ``livefx_errors_total{kind="http_STATUS"}`` (inside ``errors``, so
+    that what it turned into a response is counted too)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except LiveFXError as exc:
+            metrics.errors.labels(f"http_{status_of(exc)}").inc()
+            raise
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                metrics.errors.labels(f"http_{exc.status}").inc()
+            raise
+        if response.status >= 400:
+            metrics.errors.labels(f"http_{response.status}").inc()
         return response
 
     return middleware

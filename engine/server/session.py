@@ -23,7 +23,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc import MediaStreamTrack, RTCSessionDescription
@@ -45,6 +46,9 @@ from engine.server.tracks import (
     RelayTrack,
 )
 
+if TYPE_CHECKING:
+    from engine.server.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 KINDS = ("sendrecv", "publish", "play")
@@ -58,8 +62,13 @@ class Session:
         kind: str = "sendrecv",
         stream: Stream | None = None,
         client: str = "",
+        metrics: Metrics | None = None,
+        on_connected: Callable[[Session], Awaitable[None]] | None = None,
     ) -> None:
         assert kind in KINDS and (stream is not None) == (kind != "sendrecv")
+        self.metrics = metrics
+        self.on_connected = on_connected
+        self.connected_at: float | None = None
         self.id = secrets.token_urlsafe(9)
         self.etag = f'"{secrets.token_hex(8)}"'
         self.kind = kind
@@ -96,6 +105,22 @@ class Session:
         self.upload_path: str | None = None
 
     @property
+    def pending(self) -> bool:
+        """Not connected yet (and not ended): counted apart from connected sessions."""
+        return self.connected_at is None and not self.closed.is_set()
+
+    def frame_counts(self) -> dict[str, int]:
+        if self.kind == "play" and self.play_video is not None:
+            return {"out": self.play_video.sent, "dropped": self.play_video.dropped}
+        relay = next((r for r in self.relays if r.kind == "video"), None)
+        sent = relay.sent if relay is not None else self.out.sent
+        return {
+            "in": self.frames_in,
+            "out": sent,
+            "dropped": self.gate.stats()["dropped"] + self.out.replaced,
+        }
+
+    @property
     def processes(self) -> bool:
         """Whether this session runs a pipeline (and counts against --max-sessions)."""
         return self.kind != "play" and self.server_config.mode == "livefx"
@@ -123,6 +148,10 @@ class Session:
         async def on_state() -> None:
             state = self.pc.connectionState
             log.info("session %s: connection %s", self.id, state)
+            if state == "connected" and self.connected_at is None:
+                self.connected_at = time.monotonic()
+                if self.on_connected is not None:
+                    await self.on_connected(self)
             if state in ("failed", "closed"):
                 await self.close(f"connection {state}")
 
@@ -133,8 +162,11 @@ class Session:
         await self.pc.setLocalDescription(answer)
         local = str(self.pc.localDescription.sdp)
         self._check_answer(local)
-        if self.kind != "play":
-            rtc.keep_consent_with_media(self.pc, lambda: self.last_media)
+        # Consent every 2 s, ended after 4 misses: a peer that vanishes goes within ~8 s (not
+        # aioice's ~30 s); one whose media keeps decrypting stays (FFmpeg answers no checks).
+        rtc.keep_consent_with_media(
+            self.pc, (lambda: self.last_media) if self.kind != "play" else (lambda: 0.0)
+        )
         if self._pipeline is not None or self.kind == "publish":
             self._worker = threading.Thread(
                 target=self._work, name=f"livefx-{self.id}", daemon=True
@@ -241,6 +273,7 @@ class Session:
         pool: list[av.VideoFrame | None] = [None] * 4  # the sender may still hold 2-3 of them
         k = 0
         last_snapshot = 0.0
+        quality_changes = 0
         for (frame, arrived), _ in self.gate.frames():
             with self._lock:
                 pending, self._pending = self._pending, None
@@ -256,8 +289,16 @@ class Session:
                     out = pipeline.process(out)
             except LiveFXError as exc:
                 self.errors.append(str(exc))
+                if self.metrics is not None:
+                    self.metrics.errors.labels(type(exc).__name__).inc()
                 log.warning("session %s: frame skipped: %s", self.id, exc)
                 continue
+            if pipeline is not None and self.metrics is not None:
+                self.metrics.observe_stages(pipeline.times.last_ms())
+                changes = len(pipeline.budget.events)
+                if changes > quality_changes:
+                    self.metrics.quality_changes.inc(changes - quality_changes)
+                quality_changes = changes
             if self.stream is not None:
                 self.stream.push_video(out, arrived)
             else:
@@ -329,18 +370,26 @@ class Session:
             assert self.stream is not None
             since = self.stream.unpublished_since
             return 0.0 if since is None else now - max(since, self.created)
-        return now - (self.last_frame if self.frames_in else self.created)
+        return now - (self.last_frame if self.frames_in else (self.connected_at or self.created))
 
     async def _watchdog(self) -> None:
         idle = self.server_config.idle_timeout_s
+        connect = self.server_config.connect_timeout_s
         try:
             while not self.closed.is_set():
-                await asyncio.sleep(min(1.0, idle / 2))
-                started = self.pc.connectionState == "connected" or self.frames_in > 0
+                await asyncio.sleep(min(0.5, idle / 2, connect / 2))
+                if self.connected_at is None:
+                    waited = time.monotonic() - self.created
+                    if waited > connect:
+                        await self.close(f"not connected within {connect:g} s")
+                    continue
                 quiet = self._quiet_for()
-                if self.kind == "play" and quiet > idle:
-                    await self.close(f"no publisher on stream {self.stream.name} for {quiet:.1f} s")  # type: ignore[union-attr]
-                elif self.kind != "play" and quiet > idle * (1 if started else 3):
+                if quiet <= idle:
+                    continue
+                if self.kind == "play":
+                    name = self.stream.name if self.stream is not None else "?"
+                    await self.close(f"no publisher on stream {name} for {quiet:.1f} s")
+                else:
                     await self.close(f"no video for {quiet:.1f} s")
         except asyncio.CancelledError:
             pass

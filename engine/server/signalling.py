@@ -19,7 +19,7 @@ from engine import __version__
 from engine.config import EFFECTS, GENERATOR_NAMES, SETTINGS
 from engine.errors import ConfigError, InputError, LiveFXError
 from engine.server import sdp, whip
-from engine.server.middleware import Full
+from engine.server.middleware import HttpError
 from engine.server.session import Session
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ async def websocket(server: LiveFXServer, request: web.Request) -> web.StreamRes
                 elif kind == "offer":
                     if session is not None and not session.closed.is_set():
                         raise BadMessage("this connection already has a session")
+                    server.rate_limit(request.remote or "")
                     config = server.settings(
                         server.config.pipeline, message.get("settings", {}), None
                     )
@@ -88,8 +89,9 @@ async def websocket(server: LiveFXServer, request: web.Request) -> web.StreamRes
                     await send(
                         {"type": "settings", "settings": server.describe_settings(session.config)}
                     )
-            except Full as exc:
-                await send({"type": "error", "error": "full", "message": str(exc)})
+            except HttpError as exc:  # full (503), over the rate or still connecting (429)
+                kind = "full" if exc.status == 503 else "busy"
+                await send({"type": "error", "error": kind, "message": str(exc)})
             except (BadMessage, ConfigError, InputError) as exc:
                 await send({"type": "error", "error": "bad_message", "message": str(exc)})
             except LiveFXError as exc:

@@ -145,6 +145,7 @@ class SharedVideoEncoder:
                 codec = None
                 continue
             self.encode_ms.append((time.perf_counter() - start) * 1000)
+            rtc.encoders.report_encode(time.perf_counter() - start)
             if not packets:
                 continue
             for packet in packets:

@@ -114,6 +114,7 @@ class Routes:
     async def publish(self, request: web.Request) -> web.StreamResponse:
         server = self.server
         name = request.match_info["stream"]
+        server.rate_limit(request.remote or "")
         server.stream(name)  # the name first: a bad one is refused before anything else
         offer = await read_sdp(request, server.config.max_sdp_bytes)
         config = server.settings(server.config.pipeline, dict(request.query), None)
@@ -130,6 +131,7 @@ class Routes:
     async def play(self, request: web.Request) -> web.StreamResponse:
         server = self.server
         name = request.match_info["stream"]
+        server.rate_limit(request.remote or "")
         stream = server.stream(name)
         offer = await read_sdp(request, server.config.max_sdp_bytes)
         sdp.check_play_offer(offer)

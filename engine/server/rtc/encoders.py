@@ -16,6 +16,7 @@ import multiprocessing
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -87,6 +88,43 @@ class EncodeTimes:
 
 
 encode_times = EncodeTimes()
+encode_observers: list[Callable[[float], None]] = []  # e.g. the server's metrics histogram
+
+
+def report_encode(seconds: float) -> None:
+    for observe in encode_observers:
+        observe(seconds)
+
+
+def install_decode_timing(observe: Callable[[float], None]) -> None:
+    """Time every video decode of aiortc's receivers in this process (wraps their factory)."""
+    import aiortc.rtcrtpreceiver as receiver
+
+    if getattr(receiver.get_decoder, "_livefx_timed", False):
+        receiver.get_decoder._livefx_observers.append(observe)  # type: ignore[attr-defined]
+        return
+    make = receiver.get_decoder
+    observers = [observe]
+
+    def get_decoder(codec: Any) -> Any:
+        inner = make(codec)
+        if not codec.mimeType.lower().startswith("video/"):
+            return inner
+        original = inner.decode
+
+        def decode(encoded: Any) -> Any:
+            start = time.perf_counter()
+            result = original(encoded)
+            for o in observers:
+                o(time.perf_counter() - start)
+            return result
+
+        setattr(inner, "decode", decode)  # noqa: B010  (this instance's own, timed)
+        return inner
+
+    get_decoder._livefx_timed = True  # type: ignore[attr-defined]
+    get_decoder._livefx_observers = observers  # type: ignore[attr-defined]
+    receiver.get_decoder = get_decoder
 
 
 def _stale(codec: Any, frame: av.VideoFrame, bitrate: int) -> bool:
@@ -107,6 +145,7 @@ class FastVp8Encoder(vpx.Vp8Encoder):
         start = time.perf_counter()
         result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
         encode_times.add(time.perf_counter() - start)
+        report_encode(time.perf_counter() - start)
         return result
 
 
@@ -124,6 +163,7 @@ class FastH264Encoder(h264.H264Encoder):
         start = time.perf_counter()
         result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
         encode_times.add(time.perf_counter() - start)
+        report_encode(time.perf_counter() - start)
         return result
 
 
