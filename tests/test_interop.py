@@ -305,6 +305,8 @@ class StunServer:
 def test_whip_whep_http_rules(clip, loopback_client) -> None:
     stun = StunServer()
     s = ServerProcess(
+        "--offer-rate",
+        "1000",  # many bad offers in a row: the rate limit is tested in test_reliability.py
         "--allow-origin",
         "https://studio.example",
         "--ice-server",

@@ -167,10 +167,11 @@ class CodecTimes:
     def install(self) -> None:
         if self._installed:
             return
-        import aiortc.rtcrtpreceiver as receiver
         import aiortc.rtcrtpsender as sender
 
-        make_encoder, make_decoder = sender.get_encoder, receiver.get_decoder
+        from engine.server.rtc.encoders import install_decode_timing
+
+        make_encoder = sender.get_encoder
         times = self
 
         def get_encoder(codec: Any) -> Any:
@@ -192,28 +193,15 @@ class CodecTimes:
             setattr(inner, "encode", encode)  # noqa: B010  (an instance's own, timed)
             return inner
 
-        def get_decoder(codec: Any) -> Any:
-            inner = make_decoder(codec)
-            if not codec.mimeType.lower().startswith("video/"):
-                return inner
-            original = inner.decode
-
-            def decode(encoded: Any) -> Any:
-                t = time.perf_counter()
-                result = original(encoded)
-                end = time.perf_counter()
-                times.decode_ms.append((end - t) * 1000.0)
-                for frame in result if times.trace else ():
-                    number = times._number(frame)
-                    if number is not None:
-                        times.decoded[number] = (t, end)
-                return result
-
-            setattr(inner, "decode", decode)  # noqa: B010
-            return inner
+        def decoded(start: float, end: float, frames: list[Any]) -> None:
+            times.decode_ms.append((end - start) * 1000.0)
+            for frame in frames if times.trace else ():
+                number = times._number(frame)
+                if number is not None:
+                    times.decoded[number] = (start, end)
 
         sender.get_encoder = get_encoder
-        receiver.get_decoder = get_decoder
+        install_decode_timing(decoded)
         self._installed = True
 
     def medians(self) -> dict[str, float | None]:

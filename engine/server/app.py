@@ -125,7 +125,9 @@ class LiveFXServer:
         rtc.install_dtls()
         rtc.configure_ice(self.config.host)
         rtc.encoders.encode_observers.append(self.metrics.encode_seconds.observe)
-        rtc.encoders.install_decode_timing(self.metrics.decode_seconds.observe)
+        rtc.encoders.install_decode_timing(
+            lambda start, end, _: self.metrics.decode_seconds.observe(end - start)
+        )
         self.dtls_failures = rtc.dtls_check()
         if self.dtls_failures:
             log.warning(

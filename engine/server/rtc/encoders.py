@@ -96,8 +96,10 @@ def report_encode(seconds: float) -> None:
         observe(seconds)
 
 
-def install_decode_timing(observe: Callable[[float], None]) -> None:
-    """Time every video decode of aiortc's receivers in this process (wraps their factory)."""
+def install_decode_timing(observe: Callable[[float, float, list[Any]], None]) -> None:
+    """Call ``observe(start, end, frames)`` (perf_counter seconds, the decoded frames) for every
+    video decode of aiortc's receivers in this process, on its decoder thread (wraps aiortc's
+    decoder factory once; later calls add observers)."""
     import aiortc.rtcrtpreceiver as receiver
 
     if getattr(receiver.get_decoder, "_livefx_timed", False):
@@ -115,8 +117,9 @@ def install_decode_timing(observe: Callable[[float], None]) -> None:
         def decode(encoded: Any) -> Any:
             start = time.perf_counter()
             result = original(encoded)
+            end = time.perf_counter()
             for o in observers:
-                o(time.perf_counter() - start)
+                o(start, end, result)
             return result
 
         setattr(inner, "decode", decode)  # noqa: B010  (this instance's own, timed)
