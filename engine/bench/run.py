@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 
 from engine import __version__
 from engine.bench import code, peer
@@ -128,25 +127,20 @@ def source_frames(config: BenchConfig, count: int = 90) -> list[FrameBuffer]:
 
         return composited_clip(w, h, count, motion="sway", noise=2.0).frames
     from engine import media
+    from engine.samples import fit
 
     path = media.check_readable(config.source)
     if media.is_image_path(path):
-        still = cpu.rgb_to_yuv420p(_fit(media.read_rgb(path), w, h), full_range=False)
+        still = cpu.rgb_to_yuv420p(fit(media.read_rgb(path), w, h), full_range=False)
         return [still]
     frames = []
     for fb in media.VideoReader(path):
-        frames.append(cpu.rgb_to_yuv420p(_fit(cpu.yuv420p_to_rgb(fb), w, h), full_range=False))
+        frames.append(cpu.rgb_to_yuv420p(fit(cpu.yuv420p_to_rgb(fb), w, h), full_range=False))
         if len(frames) >= count:
             break
     if not frames:
         raise InputError(f"{path}: no frame could be decoded")
     return frames
-
-
-def _fit(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    from engine.samples import fit
-
-    return fit(rgb, w, h)
 
 
 # -- the client's floor --------------------------------------------------------------------------

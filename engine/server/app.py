@@ -54,7 +54,7 @@ from engine.server import middleware, rtc, sdp, signalling, whip
 from engine.server.limits import OfferLimiter
 from engine.server.metrics import Metrics
 from engine.server.middleware import Full, HttpError
-from engine.server.session import Session
+from engine.server.session import Session, slot_of
 from engine.server.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -270,8 +270,11 @@ class LiveFXServer:
         )
         return session, answer
 
-    def _processes(self, kind: str) -> bool:
-        return kind != "play" and self.config.mode == "livefx"
+    def _limit(self, slot: str) -> int:
+        return self.config.max_players if slot == "players" else self.config.max_sessions
+
+    def _connected_in(self, slot: str) -> int:
+        return sum(s.slot == slot and not s.pending for s in self.sessions.values())
 
     def rate_limit(self, client: str) -> None:
         """Every offer counts, good or bad, before its body is read (429 past the rate)."""
@@ -299,25 +302,15 @@ class LiveFXServer:
             )
         if len(pending) >= cfg.max_pending:
             raise Full("connecting sessions", len(pending), cfg.max_pending)
-        connected = [s for s in self.sessions.values() if not s.pending]
-        if self._processes(kind):
-            used = sum(s.processes for s in connected)
-            if used >= cfg.max_sessions:
-                raise Full("sessions", used, cfg.max_sessions)
-        elif kind == "play":
-            used = sum(s.kind == "play" for s in connected)
-            if used >= cfg.max_players:
-                raise Full("players", used, cfg.max_players)
+        slot = slot_of(kind)
+        used = self._connected_in(slot)
+        if used >= self._limit(slot):
+            raise Full(slot, used, self._limit(slot))
 
     async def _connected(self, session: Session) -> None:
         """A session that connected takes a connected slot, if one is still free."""
-        if session.kind == "play":
-            used = sum(s.kind == "play" and not s.pending for s in self.sessions.values())
-            limit = self.config.max_players
-        else:
-            used = sum(s.processes and not s.pending for s in self.sessions.values())
-            limit = self.config.max_sessions
-        if (session.processes or session.kind == "play") and used > limit:
+        used, limit = self._connected_in(session.slot), self._limit(session.slot)
+        if used > limit:
             await session.close(f"server full: {used - 1} of {limit} connected first")
 
     async def _forget(self, session: Session, reason: str) -> None:
@@ -387,7 +380,7 @@ class LiveFXServer:
             "status": "ok",
             "version": __version__,
             "mode": self.config.mode,
-            "sessions": sum(s.processes for s in self.sessions.values()),
+            "sessions": sum(s.slot == "sessions" for s in self.sessions.values()),
             "players": sum(s.kind == "play" for s in self.sessions.values()),
             "streams": len(self.streams),
             "max_sessions": self.config.max_sessions,

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 KINDS = ("sendrecv", "publish", "play")
 
 
+def slot_of(kind: str) -> str:
+    return "players" if kind == "play" else "sessions"
+
+
 class Session:
     def __init__(
         self,
@@ -122,8 +126,14 @@ class Session:
 
     @property
     def processes(self) -> bool:
-        """Whether this session runs a pipeline (and counts against --max-sessions)."""
+        """Whether this session runs a pipeline."""
         return self.kind != "play" and self.server_config.mode == "livefx"
+
+    @property
+    def slot(self) -> str:
+        """The limit it counts against: ``players`` (--max-players) or ``sessions``
+        (--max-sessions: every session with media in, pipeline or bare-echo relay)."""
+        return slot_of(self.kind)
 
     # -- set-up ---------------------------------------------------------------------------------
 

@@ -96,6 +96,11 @@ def report_encode(seconds: float) -> None:
         observe(seconds)
 
 
+def _encoded(seconds: float) -> None:
+    encode_times.add(seconds)
+    report_encode(seconds)
+
+
 def install_decode_timing(observe: Callable[[float, float, list[Any]], None]) -> None:
     """Call ``observe(start, end, frames)`` (perf_counter seconds, the decoded frames) for every
     video decode of aiortc's receivers in this process, on its decoder thread (wraps aiortc's
@@ -147,8 +152,7 @@ class FastVp8Encoder(vpx.Vp8Encoder):
             )
         start = time.perf_counter()
         result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
-        encode_times.add(time.perf_counter() - start)
-        report_encode(time.perf_counter() - start)
+        _encoded(time.perf_counter() - start)
         return result
 
 
@@ -165,8 +169,7 @@ class FastH264Encoder(h264.H264Encoder):
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         start = time.perf_counter()
         result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
-        encode_times.add(time.perf_counter() - start)
-        report_encode(time.perf_counter() - start)
+        _encoded(time.perf_counter() - start)
         return result
 
 
