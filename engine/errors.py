@@ -42,3 +42,12 @@ class EndpointError(LiveFXError):
     """A remote endpoint that cannot be reached, refuses, or answers with something unusable."""
 
     exit_code = 5
+
+
+class StageError(LiveFXError):
+    """A pipeline stage that raised something it was not meant to (a model runtime's error, a
+    bug): ``stage`` names it. The server passes that frame through unprocessed."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(f"{stage}: {type(exc).__name__}: {exc}")
+        self.stage = stage

@@ -29,8 +29,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine import faults
 from engine.config import PipelineConfig, describe
 from engine.effects import Effect, create_effect
+from engine.errors import LiveFXError, StageError
 from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
@@ -168,6 +170,7 @@ class Pipeline:
             session.since_inference += 1
             session.reused += 1
             return
+        faults.hit("segment", self.config.effect.name)
         out = s.backend.run()
         s.mask = out.reshape(out.shape[-2:])
         if session.last_mask is None:
@@ -193,6 +196,7 @@ class Pipeline:
         r.upsample(s.alpha_uv)
 
     def _effect(self, s: FrameState) -> None:
+        faults.hit("effect", self.config.effect.name)
         self._background = self.effect.render(s)
 
     def _composite(self, s: FrameState) -> None:
@@ -206,7 +210,9 @@ class Pipeline:
     # -- the frame path -----------------------------------------------------------------------
 
     def process(self, frame: FrameBuffer) -> FrameBuffer:
-        """Run every stage on ``frame``; the returned frame is reused by the next call."""
+        """Run every stage on ``frame``; the returned frame is reused by the next call.
+
+        A stage that raises anything but a ``LiveFXError`` raises ``StageError`` naming it."""
         t_start = time.perf_counter_ns()
         state = self._state
         if state is None or not state.matches(frame):
@@ -217,7 +223,12 @@ class Pipeline:
         state.quality = self.budget.quality
         t = t_start
         for name, stage in self.stages:
-            stage(state)
+            try:
+                stage(state)
+            except LiveFXError:
+                raise
+            except Exception as exc:  # a model runtime's error, a bug: named, never silent
+                raise StageError(name, exc) from exc
             now = time.perf_counter_ns()
             self.times.add(name, now - t)
             t = now

@@ -125,6 +125,8 @@ class LiveFXServer:
         rtc.install_dtls()
         rtc.configure_ice(self.config.host)
         rtc.encoders.encode_observers.append(self.metrics.encode_seconds.observe)
+        errors = self.metrics.errors
+        rtc.encoders.encode_error_observers.append(lambda _: errors.labels("encoder").inc())
         rtc.encoders.install_decode_timing(
             lambda start, end, _: self.metrics.decode_seconds.observe(end - start)
         )

@@ -35,6 +35,8 @@ END_REASONS = (
     ("refused", "offer refused"),
     ("full", "server full"),
     ("stopping", "server stopping"),
+    ("worker failed", "worker failed"),
+    ("encoder failed", "encoder failed"),
 )
 
 

@@ -24,14 +24,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from engine.config import PipelineConfig, ServerConfig, describe
-from engine.errors import LiveFXError
+from engine import faults
+from engine.config import EffectConfig, PipelineConfig, ServerConfig, describe
+from engine.errors import LiveFXError, StageError
 from engine.media import frame_from_av, frame_to_av
 from engine.pipeline import Pipeline, make_pipeline
 from engine.pipeline.gate import FrameGate
@@ -52,6 +54,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("sendrecv", "publish", "play")
+# A frame whose pipeline raised goes out unprocessed and the next frame tries again; this many
+# faults in a row, or this many among the last FAULT_WINDOW frames, is a persistent failure: the
+# session degrades to effect=none (with the reason in its stats) and keeps streaming.
+FAULTS_IN_A_ROW = 10
+FAULT_WINDOW = 100
+FAULTS_IN_WINDOW = 30
+ENCODER_FAULTS_IN_A_ROW = 30  # an outgoing encoder that fails this often ends the session
+
+
+class FrameFaults:
+    """A session's pipeline faults: how many, the last, and when they are persistent."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.in_a_row = 0
+        self.recent: deque[bool] = deque(maxlen=FAULT_WINDOW)
+        self.last = ""
+
+    def ok(self) -> None:
+        self.in_a_row = 0
+        self.recent.append(False)
+
+    def failed(self, message: str) -> bool:
+        """Count one; True when the failure is persistent."""
+        self.count += 1
+        self.in_a_row += 1
+        self.recent.append(True)
+        self.last = message
+        return self.in_a_row >= FAULTS_IN_A_ROW or sum(self.recent) >= FAULTS_IN_WINDOW
+
+    def clear(self) -> None:
+        self.in_a_row = 0
+        self.recent.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"count": self.count, "in_a_row": self.in_a_row, "last": self.last or None}
 
 
 def slot_of(kind: str) -> str:
@@ -99,6 +137,8 @@ class Session:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.errors: deque[str] = deque(maxlen=20)
+        self.faults = FrameFaults()
+        self.degraded: str | None = None  # why the effect was turned off, when it was
         self.latest: dict[str, Any] = {}  # the worker's last stats snapshot
         self._pending: PipelineConfig | None = None
         self._lock = threading.Lock()
@@ -278,7 +318,25 @@ class Session:
                     self.stream.push_audio(frame)  # type: ignore[arg-type]
 
     def _work(self) -> None:
-        """The worker thread: newest frame → pipeline → outgoing track or the stream."""
+        """The worker thread. Whatever kills it ends the session, with the reason."""
+        faults.set_scope(self.id)
+        try:
+            self._frames_loop()
+        except BaseException as exc:  # (a dead worker must not leave a live session)
+            reason = f"worker failed: {type(exc).__name__}: {exc}"
+            log.error("session %s: %s", self.id, reason, exc_info=True)
+            self.errors.append(reason)
+            if self.metrics is not None:
+                self.metrics.errors.labels("worker").inc()
+            with contextlib.suppress(RuntimeError):  # the loop may be closing already
+                self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.close(reason)))
+        finally:
+            if self._pipeline is not None:
+                with contextlib.suppress(Exception):
+                    self._pipeline.close()
+
+    def _frames_loop(self) -> None:
+        """Newest frame → pipeline → outgoing track or the stream."""
         pipeline = self._pipeline
         pool: list[av.VideoFrame | None] = [None] * 4  # the sender may still hold 2-3 of them
         k = 0
@@ -291,24 +349,28 @@ class Session:
                 try:
                     pipeline.reconfigure(pending)
                     self.config = pending
+                    self.degraded = None  # the client's new settings get a fresh start
+                    self.faults.clear()
                 except LiveFXError as exc:  # checked before it got here; kept for safety
                     self.errors.append(str(exc))
             try:
                 out = frame_from_av(frame)
-                if pipeline is not None:
-                    out = pipeline.process(out)
-            except LiveFXError as exc:
-                self.errors.append(str(exc))
-                if self.metrics is not None:
-                    self.metrics.errors.labels(type(exc).__name__).inc()
-                log.warning("session %s: frame skipped: %s", self.id, exc)
+            except LiveFXError as exc:  # a frame that cannot be read: nothing to pass through
+                self._frame_error(exc)
                 continue
+            if pipeline is not None:
+                try:
+                    out = pipeline.process(out)
+                    self.faults.ok()
+                except Exception as exc:  # (this frame goes out unprocessed)
+                    self._pipeline_fault(pipeline, exc)
             if pipeline is not None and self.metrics is not None:
                 self.metrics.observe_stages(pipeline.times.last_ms())
                 changes = len(pipeline.budget.events)
                 if changes > quality_changes:
                     self.metrics.quality_changes.inc(changes - quality_changes)
                 quality_changes = changes
+            faults.hit("worker")
             if self.stream is not None:
                 self.stream.push_video(out, arrived)
             else:
@@ -320,8 +382,45 @@ class Session:
             if pipeline is not None and now - last_snapshot >= 0.5:
                 last_snapshot = now
                 self.latest = self._snapshot(pipeline)
-        if pipeline is not None:
-            pipeline.close()
+
+    def _frame_error(self, exc: Exception) -> None:
+        self.errors.append(str(exc))
+        if self.metrics is not None:
+            self.metrics.errors.labels(type(exc).__name__).inc()
+        log.warning("session %s: frame skipped: %s", self.id, exc)
+
+    def _pipeline_fault(self, pipeline: Pipeline, exc: Exception) -> None:
+        """One frame's fault: counted, its temporal state forgotten; a persistent one turns the
+        effect off (the frame goes out as it came in either way)."""
+        message = str(exc) if isinstance(exc, LiveFXError) else f"{type(exc).__name__}: {exc}"
+        kind = f"stage:{exc.stage}" if isinstance(exc, StageError) else type(exc).__name__
+        if self.metrics is not None:
+            self.metrics.errors.labels(kind).inc()
+        if self.faults.in_a_row == 0:
+            log.warning("session %s: frame passed through unprocessed: %s", self.id, message)
+        self.errors.append(message)
+        with contextlib.suppress(Exception):
+            pipeline.reset()
+        if not self.faults.failed(message) or pipeline.config.effect.name == "none":
+            return
+        effect = pipeline.config.effect.name
+        config = replace(pipeline.config, effect=EffectConfig(name="none"))
+        try:
+            pipeline.reconfigure(config)
+        except Exception as again:
+            log.error("session %s: cannot degrade to effect=none: %s", self.id, again)
+            return
+        self.config = config
+        self.degraded = (
+            f"effect {effect} turned off after {self.faults.in_a_row} faults in a row"
+            if self.faults.in_a_row >= FAULTS_IN_A_ROW
+            else f"effect {effect} turned off after {sum(self.faults.recent)} faults "
+            f"in {len(self.faults.recent)} frames"
+        ) + f": {message}"
+        self.faults.clear()
+        if self.metrics is not None:
+            self.metrics.errors.labels("degraded").inc()
+        log.error("session %s: %s", self.id, self.degraded)
 
     def _snapshot(self, pipeline: Pipeline) -> dict[str, Any]:
         """Stats of the recent frames, computed on the worker (which owns the pipeline)."""
@@ -382,6 +481,14 @@ class Session:
             return 0.0 if since is None else now - max(since, self.created)
         return now - (self.last_frame if self.frames_in else (self.connected_at or self.created))
 
+    def _encoder_faults(self) -> rtc.encoders.Faults | None:
+        """The faults of the encoder aiortc's sender made for our video (LiveFX's own)."""
+        for sender in self.pc.getSenders():
+            if sender.track is self.out:
+                encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+                return getattr(encoder, "faults", None)
+        return None
+
     async def _watchdog(self) -> None:
         idle = self.server_config.idle_timeout_s
         connect = self.server_config.connect_timeout_s
@@ -392,6 +499,12 @@ class Session:
                     waited = time.monotonic() - self.created
                     if waited > connect:
                         await self.close(f"not connected within {connect:g} s")
+                    continue
+                failing = self._encoder_faults()
+                if failing is not None and failing.in_a_row >= ENCODER_FAULTS_IN_A_ROW:
+                    await self.close(
+                        f"encoder failed {failing.in_a_row} frames in a row: {failing.last}"
+                    )
                     continue
                 quiet = self._quiet_for()
                 if quiet <= idle:
@@ -493,6 +606,8 @@ class Session:
             "rtt_ms": rtt,
             "settings": describe(self.config),
             "errors": list(self.errors)[-3:],
+            "faults": self.faults.stats(),
+            "degraded": self.degraded,
             **self.latest,
         }
         return stats

@@ -26,6 +26,7 @@ from typing import Any
 import av
 from av.audio.resampler import AudioResampler
 
+from engine import faults
 from engine.config import EncoderConfig
 from engine.frame import FrameBuffer
 from engine.media import frame_to_av
@@ -75,6 +76,7 @@ class SharedVideoEncoder:
         self.bytes = 0
         self.encode_ms: deque[float] = deque(maxlen=120)
         self.errors = 0
+        self.last_error = ""
         self._thread = threading.Thread(
             target=self._run, name=f"livefx-encode-{stream}-{mime}", daemon=True
         )
@@ -138,10 +140,14 @@ class SharedVideoEncoder:
             time_base = frame.time_base or rtc.VIDEO_CLOCK  # encode() rebases the frame
             start = time.perf_counter()
             try:
+                faults.hit("encode", self.mime.split("/")[-1])
                 packets = codec.encode(frame)
-            except av.FFmpegError as exc:  # a fault of this encoder: rebuild on the next frame
+            except Exception as exc:  # (a codec fault: rebuilt on the next frame)
                 self.errors += 1
-                log.warning("stream %s: %s encoder failed: %s", self.stream, self.mime, exc)
+                self.last_error = f"{self.mime} encoder: {type(exc).__name__}: {exc}"
+                log.warning("stream %s: %s", self.stream, self.last_error)
+                for observe in rtc.encoders.encode_error_observers:
+                    observe(self.last_error)
                 codec = None
                 continue
             self.encode_ms.append((time.perf_counter() - start) * 1000)
@@ -190,6 +196,7 @@ class SharedVideoEncoder:
             "encode_ms": round(times[len(times) // 2], 2) if times else None,
             "dropped": self.gate.stats()["dropped"],
             "errors": self.errors,
+            "last_error": self.last_error or None,
         }
 
 

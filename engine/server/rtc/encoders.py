@@ -144,8 +144,58 @@ def _stale(codec: Any, frame: av.VideoFrame, bitrate: int) -> bool:
     )
 
 
+encode_error_observers: list[Callable[[str], None]] = []  # e.g. the server's error counter
+
+
+class Faults:
+    """An encoder's faults. aiortc's sender stops for good on an encoder's exception (the track
+    is stopped, the session streams nothing more); LiveFX's encoders instead drop that frame,
+    rebuild the codec and force a keyframe on the next one. ``in_a_row`` lets the session end
+    itself when an encoder keeps failing."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.in_a_row = 0
+        self.last = ""
+
+    def guard(
+        self, encoder: Any, mime: str, encode: Callable[[], tuple[list[bytes], int]], frame: Any
+    ) -> tuple[list[bytes], int]:
+        try:
+            from engine import faults
+
+            faults.hit("encode", mime.split("/")[-1])
+            result = encode()
+        except Exception as exc:  # (any codec fault: the next frame starts over)
+            self.errors += 1
+            self.in_a_row += 1
+            self.last = f"{mime.split('/')[-1]} encoder: {type(exc).__name__}: {exc}"
+            if self.in_a_row == 1:
+                log.warning("%s; the codec is rebuilt", self.last)
+            for observe in encode_error_observers:
+                observe(self.last)
+            encoder.codec = None  # rebuilt (with a keyframe) on the next frame
+            if hasattr(encoder, "buffer_data"):
+                encoder.buffer_data, encoder.buffer_pts = b"", None
+            timestamp = 0
+            if getattr(frame, "pts", None) is not None and frame.time_base:
+                timestamp = int(frame.pts * frame.time_base * 90_000)
+            return [], timestamp
+        self.in_a_row = 0
+        return result
+
+
 class FastVp8Encoder(vpx.Vp8Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.faults = Faults()
+
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        return self.faults.guard(
+            self, "video/vp8", lambda: self._encode(frame, force_keyframe), frame
+        )
+
+    def _encode(self, frame: Any, force_keyframe: bool) -> tuple[list[bytes], int]:
         if _stale(self.codec, frame, self.target_bitrate):
             self.codec = make_video_codec(
                 "video/vp8", frame.width, frame.height, self.target_bitrate
@@ -166,7 +216,16 @@ class FastH264Encoder(h264.H264Encoder):
             )
         return super()._encode_frame(frame, force_keyframe)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.faults = Faults()
+
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        return self.faults.guard(
+            self, "video/h264", lambda: self._encode(frame, force_keyframe), frame
+        )
+
+    def _encode(self, frame: Any, force_keyframe: bool) -> tuple[list[bytes], int]:
         start = time.perf_counter()
         result: tuple[list[bytes], int] = super().encode(frame, force_keyframe)
         _encoded(time.perf_counter() - start)
