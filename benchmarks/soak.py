@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import csv
 import json
-import os
 import statistics
 import sys
 import time
@@ -57,26 +56,16 @@ FIELDS = [
 ]
 
 
-def proc_figures(pid: int) -> dict[str, float]:
-    """RSS (MB), open descriptors, threads and CPU seconds of a process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    rss_kb = float(fields["VmRSS"].split()[0])
-    threads = int(fields["Threads"])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return {"rss_mb": rss_kb / 1024, "fds": fds, "threads": threads, "cpu_s": cpu}
-
-
-async def settled_figures(pid: int, target: dict[str, float] | None) -> dict[str, float]:
+async def settled_figures(
+    server: ServerProcess, target: dict[str, float] | None
+) -> dict[str, float]:
     """The figures once sessions that were just deleted are gone (their threads and sockets go
     within a few seconds): when they reach ``target``, or stop falling, or after 15 s."""
     deadline = time.perf_counter() + 15
-    last = proc_figures(pid)
+    last = server.figures()
     while time.perf_counter() < deadline:
         await asyncio.sleep(1.0)
-        now = proc_figures(pid)
+        now = server.figures()
         if (
             target is not None
             and now["fds"] <= target["fds"]
@@ -180,7 +169,6 @@ async def soak(args: argparse.Namespace, server: ServerProcess, out: Path) -> di
     config = BenchConfig(targets=[Target("soak", url=url)], width=w, height=h, fps=args.fps)
     frames = source_frames(config)
     layout = config.layout()
-    pid = server.proc.pid
     rows: list[dict[str, Any]] = []
     crashes = 0
     timeout = aiohttp.ClientTimeout(total=10)
@@ -193,12 +181,12 @@ async def soak(args: argparse.Namespace, server: ServerProcess, out: Path) -> di
             await s.start()
         await asyncio.sleep(3)
         await asyncio.gather(*(s.stop() for s in primer), return_exceptions=True)
-        idle = await settled_figures(pid, None)
+        idle = await settled_figures(server, None)
         sessions = [peer.BenchSession(base, frames, layout, http) for _ in range(args.sessions)]
         for s in sessions:
             await s.start()
         t0 = time.perf_counter()
-        last_cpu, last_t = proc_figures(pid)["cpu_s"], t0
+        last_cpu, last_t = server.figures()["cpu_s"], t0
         seen = [0] * len(sessions)
         with (out / "soak.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -226,7 +214,7 @@ async def soak(args: argparse.Namespace, server: ServerProcess, out: Path) -> di
                         sessions[i] = peer.BenchSession(base, frames, layout, http)
                         seen[i] = 0
                         await sessions[i].start()
-                figures = proc_figures(pid)
+                figures = server.figures()
                 cpu = (figures["cpu_s"] - last_cpu) / max(now - last_t, 1e-6) * 100
                 last_cpu, last_t = figures["cpu_s"], now
                 pct = peer.percentiles(rtts)
@@ -249,7 +237,7 @@ async def soak(args: argparse.Namespace, server: ServerProcess, out: Path) -> di
                 if not args.quiet:
                     print(" ".join(f"{k}={row[k]}" for k in FIELDS), flush=True)
         await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
-    after = await settled_figures(pid, idle) if server.proc.poll() is None else None
+    after = await settled_figures(server, idle) if server.proc.poll() is None else None
     summary = summarise(rows, args.warmup, idle, after, crashes)
     summary["config"] = {
         "sessions": args.sessions,

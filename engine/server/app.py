@@ -31,6 +31,7 @@ import signal
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -86,6 +87,9 @@ class LiveFXServer:
         self.ended: deque[dict[str, Any]] = deque(maxlen=20)  # the last sessions that ended
         self.limiter = OfferLimiter(config.offer_rate, config.offer_burst)
         self.metrics = Metrics()
+        self._decodes = asyncio.Semaphore(2)  # background uploads decoding at once
+        self._upload_lock = threading.Lock()
+        self._quiet = middleware.QuietBadRequests(self.metrics.errors.labels("bad_http").inc)
         self.metrics.attach(self)
         self.draining = False
         self._watchers: set[asyncio.Task[None]] = set()
@@ -127,6 +131,7 @@ class LiveFXServer:
         rtc.encoders.encode_observers.append(self.metrics.encode_seconds.observe)
         errors = self.metrics.errors
         rtc.encoders.encode_error_observers.append(lambda _: errors.labels("encoder").inc())
+        logging.getLogger("aiohttp.server").addFilter(self._quiet)
         rtc.encoders.install_decode_timing(
             lambda start, end, _: self.metrics.decode_seconds.observe(end - start)
         )
@@ -169,6 +174,7 @@ class LiveFXServer:
         close_notify, no more consent), stop serving HTTP; within ``timeout`` seconds.
         Returns how many sessions were ended."""
         self.draining = True
+        logging.getLogger("aiohttp.server").removeFilter(self._quiet)
         sessions = list(self.sessions.values())
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(
@@ -429,7 +435,9 @@ class LiveFXServer:
     async def background(self, request: web.Request) -> web.StreamResponse:
         session = self.session_of(request)
         body = await request.read()
-        self._save_upload(session, body)
+        # Decoding (up to 40 MP) takes the CPU for a while: off the event loop, two at a time.
+        async with self._decodes:
+            await asyncio.get_running_loop().run_in_executor(None, self._save_upload, session, body)
         return web.json_response({"background": "upload", "bytes": len(body)})
 
     def _save_upload(self, session: Session, body: bytes) -> None:
@@ -457,7 +465,8 @@ class LiveFXServer:
         fd, path = tempfile.mkstemp(prefix=f"livefx-{session.id}-", suffix=".png")
         os.close(fd)
         cv2.imwrite(path, image)
-        old, session.upload_path = session.upload_path, path
+        with self._upload_lock:  # two uploads of one session: neither file is left behind
+            old, session.upload_path = session.upload_path, path
         if old is not None:
             with contextlib.suppress(OSError):
                 os.unlink(old)

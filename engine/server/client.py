@@ -503,6 +503,22 @@ class ServerProcess:
         self._drain = threading.Thread(target=self._read_rest, daemon=True)
         self._drain.start()
 
+    def figures(self) -> dict[str, float]:
+        """The server's RSS (MB), open descriptors, threads and CPU seconds (its /proc entry)."""
+        import os
+        from pathlib import Path
+
+        pid = self.proc.pid
+        status = Path(f"/proc/{pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return {
+            "rss_mb": float(fields["VmRSS"].split()[0]) / 1024,
+            "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "threads": int(fields["Threads"]),
+            "cpu_s": (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"),
+        }
+
     def _read_rest(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from engine.config import ServerConfig
 from engine.errors import ConfigError, InputError, LiveFXError
@@ -78,10 +80,22 @@ def status_of(exc: LiveFXError) -> int:
     return 500
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "message", "") or exc).split())[:200]
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # No endpoint takes a compressed body; refusing it unread also refuses zip bombs.
+        return error_response(
+            415, f"Content-Encoding {encoding[:40]!r} is not accepted: send the body as it is"
+        )
     try:
         response = await handler(request)
+    except RequestPayloadError as exc:  # a body aiohttp could not read: framing, encoding
+        return error_response(400, f"unreadable request body: {_one_line(exc)}")
     except LiveFXError as exc:
         return error_response(status_of(exc), str(exc), getattr(exc, "headers", None))
     except web.HTTPException as exc:
@@ -231,3 +245,22 @@ def auth(config: ServerConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
         return await handler(request)
 
     return middleware
+
+
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs a traceback at ERROR for every request its parser refuses (after answering
+    400): whoever reaches the port could fill the log. Those records become one debug line and a
+    count (``livefx_errors_total{kind="bad_http"}``)."""
+
+    def __init__(self, count: Callable[[], None]) -> None:
+        super().__init__()
+        self.count = count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+            return True
+        self.count()
+        line = _one_line(exc)
+        log.debug("bad HTTP request refused (400): %s", line)
+        return False

@@ -9,11 +9,14 @@ text that is not SDP, 422 for SDP whose layout LiveFX does not take) and one lin
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.errors import InputError
 
+# An algorithm name and two or more hex pairs (RFC 8122 §5), nothing else on the line.
+FINGERPRINT = re.compile(r"^[A-Za-z0-9-]{1,16} [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 VIDEO_CODECS = ("VP8", "H264")  # what aiortc decodes and LiveFX encodes
 AUDIO_CODECS = ("opus",)
@@ -33,6 +36,10 @@ class MediaSection:
     mid: str | None = None
     codecs: list[str] = field(default_factory=list)  # encoding names in offer order
     candidates: list[str] = field(default_factory=list)  # the a=candidate: values
+    # this section's own ICE credentials and DTLS fingerprints (the session level's apply too)
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    fingerprints: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,7 +48,7 @@ class Description:
     bundle: list[str]
     ice_ufrag: str | None = None
     ice_pwd: str | None = None
-    fingerprint: str | None = None
+    fingerprint: str | None = None  # the first anywhere
 
     def of_kind(self, kind: str) -> list[MediaSection]:
         return [m for m in self.media if m.kind == kind and m.port != 0]
@@ -58,7 +65,7 @@ def parse(sdp: str) -> Description:
     session_direction = "sendrecv"
     media: list[MediaSection] = []
     bundle: list[str] = []
-    ufrag = pwd = fingerprint = None
+    top = MediaSection(kind="session", port=0)  # what comes before the first m= line
     for line in lines(sdp):
         if len(line) < 2 or line[1] != "=":
             raise SdpError(400, f"not an SDP line: {line[:60]!r}")
@@ -83,34 +90,60 @@ def parse(sdp: str) -> Description:
                 current.direction = name
         elif name == "group" and value.startswith("BUNDLE"):
             bundle = value.split()[1:]
-        elif name == "ice-ufrag" and ufrag is None:
-            ufrag = value.strip()
-        elif name == "ice-pwd" and pwd is None:
-            pwd = value.strip()
-        elif name == "fingerprint" and fingerprint is None:
-            fingerprint = value.strip()
+        elif name in ("ice-ufrag", "ice-pwd", "fingerprint"):
+            value = value.strip()
+            if name == "fingerprint" and not FINGERPRINT.match(value):
+                raise SdpError(400, f"bad DTLS fingerprint: {line[:80]!r}")
+            target = current if current is not None else top
+            if name == "fingerprint":
+                target.fingerprints.append(value)
+            elif name == "ice-ufrag":
+                target.ice_ufrag = target.ice_ufrag or value
+            else:
+                target.ice_pwd = target.ice_pwd or value
         elif current is None:
             continue
         elif name == "mid":
             current.mid = value.strip()
         elif name == "rtpmap":
-            encoding = value.split(None, 1)[1] if " " in value else ""
+            fields = value.split(None, 1)
+            encoding = fields[1] if len(fields) > 1 else ""
             current.codecs.append(encoding.split("/")[0])
         elif name == "candidate":
             current.candidates.append(value)
+    for m in media:  # a section's own values, else the session level's
+        m.ice_ufrag = m.ice_ufrag or top.ice_ufrag
+        m.ice_pwd = m.ice_pwd or top.ice_pwd
+        m.fingerprints = m.fingerprints or list(top.fingerprints)
+    first = [top, *media]
     return Description(
-        media=media, bundle=bundle, ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=fingerprint
+        media=media,
+        bundle=bundle,
+        ice_ufrag=next((m.ice_ufrag for m in first if m.ice_ufrag), None),
+        ice_pwd=next((m.ice_pwd for m in first if m.ice_pwd), None),
+        fingerprint=next((m.fingerprints[0] for m in first if m.fingerprints), None),
     )
 
 
 def _check_transport(d: Description, role: str) -> None:
-    for what, value in (
-        ("a=ice-ufrag", d.ice_ufrag),
-        ("a=ice-pwd", d.ice_pwd),
-        ("a=fingerprint", d.fingerprint),
-    ):
-        if not value:
-            raise SdpError(400, f"{role}: the offer has no {what} (WebRTC needs ICE and DTLS)")
+    """The sections that carry a transport need ICE credentials and a DTLS fingerprint, their
+    own or the session level's: the first active one (a BUNDLE group's transport is the first
+    section's in aiortc) and any outside the group. aiortc asserts on a fingerprint-less
+    transport after it has answered."""
+    active = [m for m in d.media if m.port != 0]
+    owners = active[:1] + [m for m in active[1:] if m.mid is None or m.mid not in d.bundle]
+    for m in owners:
+        for what, value in (
+            ("a=ice-ufrag", m.ice_ufrag),
+            ("a=ice-pwd", m.ice_pwd),
+            ("a=fingerprint", m.fingerprints),
+        ):
+            if not value:
+                raise SdpError(
+                    400,
+                    f"{role}: the offer has no {what} for its {m.kind} section "
+                    "(WebRTC needs ICE and DTLS)",
+                )
 
 
 def _one_of_each(d: Description, role: str) -> tuple[MediaSection | None, MediaSection | None]:

@@ -33,6 +33,32 @@ def install_dtls() -> None:
 
     create_ssl_context._livefx = True  # type: ignore[attr-defined]
     RTCCertificate._create_ssl_context = create_ssl_context  # type: ignore[method-assign]
+    harden_srtp()
+
+
+def harden_srtp() -> None:
+    """A datagram that pylibsrtp refuses with anything but its own ``Error`` (one longer than
+    its buffer: ``ValueError("packet is too long")``) is dropped like any packet that fails
+    authentication. aiortc catches ``pylibsrtp.Error`` only: before this, one oversized datagram
+    in the SRTP range, from anyone who can send to the media port from the peer's address,
+    ended the DTLS transport's receive loop and with it the session (found by tests/fuzz)."""
+    import pylibsrtp
+
+    session = pylibsrtp.Session
+    if getattr(session, "_livefx_hardened", False):
+        return
+    for name in ("unprotect", "unprotect_rtcp"):
+        original = getattr(session, name)
+
+        def guarded(self: Any, packet: bytes, _original: Any = original) -> bytes:
+            try:
+                result: bytes = _original(self, packet)
+            except (ValueError, TypeError) as exc:
+                raise pylibsrtp.Error(str(exc)) from None
+            return result
+
+        setattr(session, name, guarded)
+    setattr(session, "_livefx_hardened", True)  # noqa: B010
 
 
 def dtls_check() -> list[str]:

@@ -57,9 +57,51 @@ def gather_addresses(bind_host: str) -> list[str]:
     return sorted((a for a in chosen if usable(a)), key=lambda a: ":" in a)
 
 
+def harden_stun() -> None:
+    """Datagrams that broke aioice or aiortc on the media port, made harmless.
+
+    A STUN-looking datagram whose attributes do not parse is not STUN: aioice's parser
+    raises ``struct.error`` (and others) for short attribute values where its caller expects
+    ``ValueError``, and asyncio logs a traceback per datagram (anyone who reaches the port can
+    fill the log; found by tests/fuzz). Every parse failure becomes ``ValueError``: the datagram
+    goes on as non-STUN data, which the DTLS transport ignores."""
+    import struct
+
+    import aioice.stun
+
+    if getattr(aioice.stun.parse_message, "_livefx", False):
+        return
+    original = aioice.stun.parse_message
+
+    def parse_message(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(data, *args, **kwargs)
+        except ValueError:
+            raise
+        except (struct.error, IndexError, KeyError, UnicodeDecodeError, TypeError) as exc:
+            raise ValueError(f"not a STUN message: {exc}") from None
+
+    parse_message._livefx = True  # type: ignore[attr-defined]
+    aioice.stun.parse_message = parse_message
+
+    # An empty datagram is nothing; aiortc's DTLS transport reads its first byte and its receive
+    # loop (the session's media) died of the IndexError (found by tests/fuzz).
+    import aioice.ice
+
+    received = aioice.ice.StunProtocol.datagram_received
+
+    def datagram_received(self: Any, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if data:
+            received(self, data, addr)
+
+    aioice.ice.StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
 def configure_ice(bind_host: str) -> list[str]:
     """Gather host candidates on ``gather_addresses(bind_host)`` in this process."""
     import aioice.ice
+
+    harden_stun()
 
     if not hasattr(aioice.ice, "_livefx_original_hosts"):
         aioice.ice._livefx_original_hosts = aioice.ice.get_host_addresses  # type: ignore[attr-defined]
