@@ -13,7 +13,7 @@ FATBIN      := $(KERNELS_DIR)/livefx.fatbin
 HOST_LIB    := build/liblfx_host.so
 GENCODE     := $(foreach a,75 80 86 89 90,-gencode arch=compute_$(a),code=sm_$(a)) -gencode arch=compute_90,code=compute_90
 
-.PHONY: install dev run demo test lint format models fixtures bench bench-e2e bench-whip train kernels clean
+.PHONY: install dev run demo test lint format models fixtures bench bench-e2e bench-whip soak train kernels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,11 @@ bench-e2e: $(VENV)/.installed-dev
 # WHIP publish → WHEP play: latency and A/V offset vs pass-through, 1 vs 8 players (about 2 minutes).
 bench-whip: $(VENV)/.installed-dev
 	$(PY) benchmarks/whip.py
+
+# Soak: sessions through one server for an hour, its RSS, descriptors, threads and round trip
+# sampled every 10 s (build/soak/soak.csv, soak.png, soak.json).
+soak: $(VENV)/.installed-dev
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -221,6 +221,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jitter_ms=args.jitter,
         delay_ms=args.delay,
         seed=args.seed,
+        outage_ms=args.outage,
+        outage_at_s=args.outage_at,
         jitter_buffer=args.client_jitter_buffer,
         browser=args.browser,
         token=args.token or os.environ.get("LIVEFX_TOKEN") or None,
@@ -420,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, default=0.0, help="ms added each way")
     p.add_argument("--jitter", type=float, default=0.0, help="± ms on top of the delay")
     p.add_argument("--seed", type=int, default=0, help="of the impairment")
+    p.add_argument("--outage", type=float, default=0.0, help="ms of total loss, both ways, once")
+    p.add_argument("--outage-at", type=float, default=5.0, help="s after media starts (default 5)")
     p.add_argument(
         "--client-jitter-buffer",
         choices=("standard", "marker"),

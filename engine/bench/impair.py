@@ -5,7 +5,8 @@ functions aiortc's DTLS transport moves every datagram through), as Pion's test 
 on a chain: nothing outside the process is touched, and only SRTP/SRTCP is impaired (DTLS and
 STUN pass, so that set-up is not what is measured). Each datagram is dropped with probability
 ``loss``, otherwise delivered after ``delay ± jitter`` ms (uniform; jitter larger than the
-packet spacing reorders them). Deterministic for a given ``seed``.
+packet spacing reorders them); ``outage_ms`` drops everything, both ways, once, ``outage_at_s``
+after the first media datagram. Deterministic for a given ``seed`` (but for the outage's clock).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import heapq
 import itertools
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,9 @@ class Impairment:
     delay_ms: float = 0.0  # added one-way delay
     jitter_ms: float = 0.0  # ± uniform on top of the delay
     seed: int = 0
+    outage_ms: float = 0.0  # every media datagram dropped, both ways, for this long …
+    outage_at_s: float = 5.0  # … this long after the first one
+    outage_dropped: int = 0
     dropped: int = 0
     passed: int = 0
     _rng: random.Random = field(init=False, repr=False)
@@ -43,14 +48,27 @@ class Impairment:
             raise ConfigError(f"delay: {self.delay_ms} ms is outside [0, 10000]")
         if not 0.0 <= self.jitter_ms <= 10_000:
             raise ConfigError(f"jitter: {self.jitter_ms} ms is outside [0, 10000]")
+        if not 0.0 <= self.outage_ms <= 60_000:
+            raise ConfigError(f"outage: {self.outage_ms} ms is outside [0, 60000]")
+        if not 0.0 <= self.outage_at_s <= 3600:
+            raise ConfigError(f"outage at: {self.outage_at_s} s is outside [0, 3600]")
         self._rng = random.Random(self.seed)
+        self._first: float | None = None
 
     @property
     def active(self) -> bool:
-        return self.loss > 0 or self.delay_ms > 0 or self.jitter_ms > 0
+        return self.loss > 0 or self.delay_ms > 0 or self.jitter_ms > 0 or self.outage_ms > 0
 
     def _fate(self) -> float | None:
         """None: dropped; otherwise the delay in seconds."""
+        if self.outage_ms:
+            now = time.monotonic()
+            if self._first is None:
+                self._first = now
+            since = now - self._first - self.outage_at_s
+            if 0.0 <= since < self.outage_ms / 1000.0:
+                self.outage_dropped += 1
+                return None
         if self._rng.random() < self.loss:
             self.dropped += 1
             return None
@@ -100,7 +118,9 @@ class Impairment:
             "loss": self.loss,
             "delay_ms": self.delay_ms,
             "jitter_ms": self.jitter_ms,
+            "outage_ms": self.outage_ms,
             "dropped": self.dropped,
+            "outage_dropped": self.outage_dropped,
             "passed": self.passed,
         }
 

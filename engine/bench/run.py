@@ -69,6 +69,8 @@ class BenchConfig:
     jitter_ms: float = 0.0
     delay_ms: float = 0.0
     seed: int = 0
+    outage_ms: float = 0.0
+    outage_at_s: float = 5.0
     jitter_buffer: str = "standard"
     browser: bool = False
     token: str | None = None
@@ -94,14 +96,23 @@ class BenchConfig:
             raise ConfigError(f"warmup: {self.warmup} is outside [0, 60]")
         if self.codec not in ("vp8", "h264"):
             raise ConfigError(f"codec: {self.codec!r} is not vp8 or h264")
-        Impairment(self.loss, self.delay_ms, self.jitter_ms)  # its own range checks
+        Impairment(
+            self.loss,
+            self.delay_ms,
+            self.jitter_ms,
+            outage_ms=self.outage_ms,
+            outage_at_s=self.outage_at_s,
+        )  # fmt: skip  (its own range checks)
         if self.jitter_buffer not in ("standard", "marker"):
             raise ConfigError(
                 f"client jitter buffer: {self.jitter_buffer!r} is not standard or marker"
             )
 
     def impairment(self, index: int) -> Impairment | None:
-        imp = Impairment(self.loss, self.delay_ms, self.jitter_ms, seed=self.seed + index)
+        imp = Impairment(
+            self.loss, self.delay_ms, self.jitter_ms, seed=self.seed + index,
+            outage_ms=self.outage_ms, outage_at_s=self.outage_at_s,
+        )  # fmt: skip
         return imp if imp.active else None
 
     def layout(self) -> code.Layout:
