@@ -69,6 +69,40 @@ def metric(server, name: str) -> float:
     return 0.0
 
 
+def frames_back(server, clip, effect: str, after_s: float, window_s: float) -> tuple[dict, int]:
+    """One session: its stats and how many frames came back in ``window_s`` after ``after_s``."""
+
+    async def run() -> tuple[dict, int]:
+        c = Client(server.url, clip.frames)
+        await c.start({"effect": effect})
+        assert await c.connected()
+        await asyncio.sleep(after_s)
+        before = len(c.received.arrivals)
+        await asyncio.sleep(window_s)
+        back = len(c.received.arrivals) - before
+        st = session_stats(server, c)
+        await c.stop()
+        return st, back
+
+    return asyncio.run(run())
+
+
+def until_the_session_ends(server, clip, effect: str) -> list[dict]:
+    """Run one session until the server ends it (at most 10 s); the server's ``ended`` list."""
+
+    async def run() -> None:
+        c = Client(server.url, clip.frames)
+        await c.start({"effect": effect})
+        assert await c.connected()
+        deadline = asyncio.get_running_loop().time() + 10
+        while stats(server)["sessions"] and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.3)
+        await c.stop()
+
+    asyncio.run(run())
+    return stats(server)["ended"]
+
+
 # -- the failpoints themselves -------------------------------------------------------------------
 
 
@@ -104,21 +138,8 @@ def test_a_stage_that_raises_is_named_and_the_next_frame_works(clip) -> None:
 def test_a_model_that_raises_mid_session_passes_those_frames_through(clip) -> None:
     s = faulty_server("segment=raise@15-19")
     try:
-
-        async def run() -> tuple[dict, int, int]:
-            c = Client(s.url, clip.frames)
-            await c.start({"effect": "blur"})
-            assert await c.connected()
-            await asyncio.sleep(4.0)
-            before = len(c.received.arrivals)
-            await asyncio.sleep(1.0)
-            after = len(c.received.arrivals)
-            st = session_stats(s, c)
-            await c.stop()
-            return st, before, after
-
-        st, before, after = asyncio.run(run())
-        assert after - before > 10, "frames stopped coming back"
+        st, back = frames_back(s, clip, "blur", after_s=4.0, window_s=1.0)
+        assert back > 10, "frames stopped coming back"
         assert st["faults"]["count"] == 5
         assert st["degraded"] is None
         assert "segment: InjectedFault: failpoint segment" in st["faults"]["last"]
@@ -164,20 +185,8 @@ def test_a_persistent_effect_failure_degrades_to_none_and_other_sessions_are_unt
 def test_an_encoder_that_raises_is_rebuilt_and_streaming_goes_on(clip) -> None:
     s = faulty_server("encode.vp8=raise@30-34")
     try:
-
-        async def run() -> tuple[int, int]:
-            c = Client(s.url, clip.frames)
-            await c.start({"effect": "none"})
-            assert await c.connected()
-            await asyncio.sleep(3.5)
-            before = len(c.received.arrivals)
-            await asyncio.sleep(1.0)
-            after = len(c.received.arrivals)
-            await c.stop()
-            return before, after
-
-        before, after = asyncio.run(run())
-        assert after - before > 15
+        _, back = frames_back(s, clip, "none", after_s=3.5, window_s=1.0)
+        assert back > 15
         assert metric(s, 'livefx_errors_total{kind="encoder"}') == 5
     finally:
         s.stop()
@@ -186,18 +195,7 @@ def test_an_encoder_that_raises_is_rebuilt_and_streaming_goes_on(clip) -> None:
 def test_an_encoder_that_keeps_failing_ends_its_session_with_the_reason(clip) -> None:
     s = faulty_server("encode=raise@20-")
     try:
-
-        async def run() -> None:
-            c = Client(s.url, clip.frames)
-            await c.start({"effect": "none"})
-            assert await c.connected()
-            deadline = asyncio.get_running_loop().time() + 10
-            while stats(s)["sessions"] and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.3)
-            await c.stop()
-
-        asyncio.run(run())
-        ended = stats(s)["ended"]
+        ended = until_the_session_ends(s, clip, "none")
         reason = ended[-1]["reason"] if ended else ""
         assert re.match(r"encoder failed (\d+) frames in a row: vp8 encoder: InjectedFault", reason)
         assert int(reason.split()[2]) >= 30
@@ -211,18 +209,7 @@ def test_an_encoder_that_keeps_failing_ends_its_session_with_the_reason(clip) ->
 def test_a_worker_that_dies_ends_its_session_and_the_server_serves_on(clip) -> None:
     s = faulty_server("worker=raise@15")
     try:
-
-        async def run() -> None:
-            c = Client(s.url, clip.frames)
-            await c.start({"effect": "blur"})
-            assert await c.connected()
-            deadline = asyncio.get_running_loop().time() + 10
-            while stats(s)["sessions"] and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.3)
-            await c.stop()
-
-        asyncio.run(run())
-        ended = stats(s)["ended"]
+        ended = until_the_session_ends(s, clip, "blur")
         assert ended[-1]["reason"] == "worker failed: InjectedFault: failpoint worker (hit 15)"
         status, body, _ = http_request(s.url + "/health", "GET")
         assert status == 200 and json.loads(body)["sessions"] == 0
