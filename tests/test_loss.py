@@ -130,3 +130,17 @@ def test_missing_packets_are_asked_for_again(clock) -> None:
         nack.add(p[5])
     assert nack.missing == set()  # given up after NACK_TRIES
     assert nack.add(p[6]) is False
+
+
+def test_a_keyframe_whose_first_packet_comes_late_is_still_found_whole(clock) -> None:
+    jb = jitter.MarkerJitterBuffer(capacity=128, is_video=True)
+    packets = frames(4000, 0, 12, key_at=(0, 6))
+    del packets[4]  # frame 1 never completes: wait for a keyframe
+    key_first = packets.pop(17)  # frame 6 (the keyframe) loses its first packet for a while
+    released, plis = feed(jb, packets, clock, step=0.011)
+    assert released == [0] and plis >= 1  # nothing after the hole: the keyframe is not whole
+    late, _ = feed(jb, [key_first])  # its retransmission
+    assert late == [6]
+    released2, _ = feed(jb, frames(4000 + 35, 12, 4))
+    assert released2 == list(range(7, 7 + len(released2)))  # the frames it was holding, in order
+    assert len(released2) >= 8

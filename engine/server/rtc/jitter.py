@@ -78,16 +78,14 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
         if not self._is_video:
             return super().add(packet)
         now = time.monotonic()
+        pli, frame = super().add(packet)  # stored; the head frame if it is whole (and wanted)
         if self._want_keyframe:
-            if not keyframe_start(packet):
+            frame = self._keyframe()
+            if frame is None:
                 if now - self._last_pli >= PLI_INTERVAL_S:
                     self._last_pli = now
-                    return True, None
-                return False, None
-            self._packets = [None] * self._capacity
-            self._origin = packet.sequence_number
-            self._want_keyframe = False
-        pli, frame = super().add(packet)
+                    pli = True
+                return pli, None
         if frame is not None or self._origin is None:
             if self._gap_since is not None and frame is not None:
                 self._fills.append(now - self._gap_since)
@@ -101,11 +99,12 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
             return pli, None
         if now - self._gap_since < self.deadline_s():
             return pli, None
-        # The hole will not be filled in time: drop what is here and start over at a keyframe.
+        # The hole will not be filled in time: what is here waits for a keyframe to start over.
         self.gaps_given_up += 1
         self._gap_since = None
-        frame = self._skip_to_keyframe()
-        if frame is None and now - self._last_pli >= PLI_INTERVAL_S / 2:
+        self._want_keyframe = True
+        frame = self._keyframe()
+        if frame is None:
             self._last_pli = now
             pli = True
         return pli, frame
@@ -124,23 +123,42 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
             return False
         return any(self._packets[(self._origin + k) % self._capacity] is None for k in range(span))
 
-    def _skip_to_keyframe(self) -> jitterbuffer.JitterFrame | None:
-        """Drop packets up to the first that starts a keyframe; if none is here, wait for one."""
-        assert self._origin is not None
+    def _keyframe(self) -> jitterbuffer.JitterFrame | None:
+        """While waiting for a keyframe: the first whole one here, everything before it dropped
+        (holes included: their packets are no longer wanted). Packets stay until then, so that a
+        keyframe whose first packet comes late (a retransmission) is still found whole."""
+        if self._origin is None:
+            return None
+        start: int | None = None
+        first: Any = None
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self._capacity]
+            if start is not None:
+                if packet is not None and packet.timestamp == first.timestamp:
+                    if packet.marker:
+                        break
+                    continue
+                start = None  # that keyframe is not whole yet; a later one may be
             if packet is not None and keyframe_start(packet):
-                self.remove(count)
-                return self._remove_frame(packet.sequence_number)
-        frames = {p.timestamp for p in self._packets if p is not None}
-        self.frames_skipped += len(frames)
-        self._packets = [None] * self._capacity
-        self._origin = None
-        self._want_keyframe = True
-        return None
+                start, first = count, packet
+                if packet.marker:
+                    break
+        else:
+            return None
+        if start is None:
+            return None
+        skipped = {
+            p.timestamp
+            for k in range(start)
+            if (p := self._packets[(self._origin + k) % self._capacity]) is not None
+        }
+        self.frames_skipped += len(skipped)
+        self.remove(start)
+        self._want_keyframe = False
+        return self._remove_frame(first.sequence_number)
 
     def _remove_frame(self, sequence_number: int) -> jitterbuffer.JitterFrame | None:
-        if self._origin is None:
+        if self._origin is None or (self._is_video and self._want_keyframe):
             return None
         if not self._is_video:
             return self._next_audio()
