@@ -100,11 +100,23 @@ def test_a_hole_past_its_deadline_asks_for_a_keyframe_and_skips_to_it(clock) -> 
 
 def test_waiting_for_a_keyframe_asks_again_and_drops_the_rest(clock) -> None:
     jb = jitter.MarkerJitterBuffer(capacity=128, is_video=True)
-    packets = frames(3000, 0, 40, key_at=(0, 35))
+    packets = frames(3000, 0, 30, key_at=(0, 25))  # the keyframe comes ~0.8 s later
     del packets[4]
     released, plis = feed(jb, packets, clock, step=0.011)
-    assert released[0] == 0 and released[1:] == list(range(35, 40))
+    assert released[0] == 0 and released[1:] == list(range(25, 30))
     assert plis >= 3  # the first ask, then every PLI_INTERVAL_S while no keyframe came
+
+
+def test_a_sender_that_sends_no_keyframe_is_decoded_again_after_a_second(clock) -> None:
+    jb = jitter.MarkerJitterBuffer(capacity=512, is_video=True)
+    packets = frames(6000, 0, 60, key_at=(0,))  # no keyframe after the first (PLI ignored)
+    del packets[4]
+    early, _ = feed(jb, packets[:90], clock, step=0.011)  # ~1 s: the hole, then waiting
+    assert early == [0]
+    later, _ = feed(jb, packets[90:], clock, step=0.011)
+    # Decoding resumes with the frame after the lost one, and all that followed, in order.
+    assert later == list(range(2, 2 + len(later))) and later[-1] >= 50
+    assert jb.resumed_without_keyframe == 1
 
 
 def test_the_deadline_follows_how_long_holes_take_to_fill(clock) -> None:

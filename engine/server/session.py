@@ -481,6 +481,20 @@ class Session:
             return 0.0 if since is None else now - max(since, self.created)
         return now - (self.last_frame if self.frames_in else (self.connected_at or self.created))
 
+    def _loss_recovery(self) -> dict[str, int] | None:
+        """The video receiver's holes: filled in time, given up (then waited for a keyframe),
+        frames skipped meanwhile, resumptions without one (``rtc.MarkerJitterBuffer``)."""
+        for t in self.pc.getTransceivers():
+            jb = getattr(t.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+            if t.kind == "video" and isinstance(jb, rtc.MarkerJitterBuffer):
+                return {
+                    "holes_filled": jb.gaps_filled,
+                    "holes_given_up": jb.gaps_given_up,
+                    "frames_skipped": jb.frames_skipped,
+                    "resumed_without_keyframe": jb.resumed_without_keyframe,
+                }
+        return None
+
     def _encoder_faults(self) -> rtc.encoders.Faults | None:
         """The faults of the encoder aiortc's sender made for our video (LiveFX's own)."""
         for sender in self.pc.getSenders():
@@ -607,6 +621,7 @@ class Session:
             "settings": describe(self.config),
             "errors": list(self.errors)[-3:],
             "faults": self.faults.stats(),
+            "loss_recovery": self._loss_recovery(),
             "degraded": self.degraded,
             **self.latest,
         }

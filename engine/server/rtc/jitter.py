@@ -27,6 +27,10 @@ from aiortc.utils import uint16_add
 GAP_MIN_S = 0.08  # never give up on a hole sooner (a retransmission needs a round trip)
 GAP_MAX_S = 0.3  # nor later (past this the picture is frozen for longer than a keyframe takes)
 PLI_INTERVAL_S = 0.25  # while waiting for a keyframe, ask again this often
+# A sender that ignores PLI (FFmpeg's WHIP muxer) sends its next keyframe only when its GOP
+# ends, seconds later: past this wait, decoding resumes at the next whole frame (its picture
+# may show the loss until that keyframe comes) rather than freezing.
+KEYFRAME_WAIT_S = 1.0
 RENACK_S = 0.03
 NACK_TRIES = 6
 
@@ -67,7 +71,9 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
         self._gap_since: float | None = None
         self._fills: deque[float] = deque(maxlen=32)  # how long recent holes took to fill
         self._want_keyframe = False
+        self._want_since = 0.0
         self._last_pli = 0.0
+        self.resumed_without_keyframe = 0
         self.gaps_filled = 0
         self.gaps_given_up = 0
         self.frames_skipped = 0  # complete frames dropped while waiting for a keyframe
@@ -80,7 +86,7 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
         now = time.monotonic()
         pli, frame = super().add(packet)  # stored; the head frame if it is whole (and wanted)
         if self._want_keyframe:
-            frame = self._keyframe()
+            frame = self._keyframe(any_frame=now - self._want_since > KEYFRAME_WAIT_S)
             if frame is None:
                 if now - self._last_pli >= PLI_INTERVAL_S:
                     self._last_pli = now
@@ -103,6 +109,7 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
         self.gaps_given_up += 1
         self._gap_since = None
         self._want_keyframe = True
+        self._want_since = now
         frame = self._keyframe()
         if frame is None:
             self._last_pli = now
@@ -123,10 +130,12 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
             return False
         return any(self._packets[(self._origin + k) % self._capacity] is None for k in range(span))
 
-    def _keyframe(self) -> jitterbuffer.JitterFrame | None:
+    def _keyframe(self, any_frame: bool = False) -> jitterbuffer.JitterFrame | None:
         """While waiting for a keyframe: the first whole one here, everything before it dropped
         (holes included: their packets are no longer wanted). Packets stay until then, so that a
-        keyframe whose first packet comes late (a retransmission) is still found whole."""
+        keyframe whose first packet comes late (a retransmission) is still found whole.
+        ``any_frame``: the first whole frame that certainly starts where it seems to (the packet
+        before it ends a frame), keyframe or not."""
         if self._origin is None:
             return None
         start: int | None = None
@@ -139,7 +148,9 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
                         break
                     continue
                 start = None  # that keyframe is not whole yet; a later one may be
-            if packet is not None and keyframe_start(packet):
+            if packet is not None and (
+                keyframe_start(packet) or (any_frame and self._follows_a_frame(count))
+            ):
                 start, first = count, packet
                 if packet.marker:
                     break
@@ -155,7 +166,14 @@ class MarkerJitterBuffer(jitterbuffer.JitterBuffer):
         self.frames_skipped += len(skipped)
         self.remove(start)
         self._want_keyframe = False
+        if not keyframe_start(first):
+            self.resumed_without_keyframe += 1
         return self._remove_frame(first.sequence_number)
+
+    def _follows_a_frame(self, count: int) -> bool:
+        assert self._origin is not None
+        before = self._packets[(self._origin + count - 1) % self._capacity] if count else None
+        return before is not None and bool(before.marker)
 
     def _remove_frame(self, sequence_number: int) -> jitterbuffer.JitterFrame | None:
         if self._origin is None or (self._is_video and self._want_keyframe):
