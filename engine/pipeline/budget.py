@@ -63,7 +63,8 @@ class BudgetController:
         self._recent: deque[float] = deque(maxlen=config.window)
         self._cooldown = 0
         self._calm = 0
-        self.events: deque[dict[str, Any]] = deque(maxlen=100)
+        self.events: deque[dict[str, Any]] = deque(maxlen=100)  # the last changes
+        self.changes = 0  # all of them
 
     @property
     def quality(self) -> Quality:
@@ -107,6 +108,7 @@ class BudgetController:
             "reason": reason,
         }
         self.events.append(event)
+        self.changes += 1
         log.info(
             "quality %s → %s at frame %d: %s", old.name, self.quality.name, self.frames, reason
         )

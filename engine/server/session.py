@@ -366,7 +366,9 @@ class Session:
                     self._pipeline_fault(pipeline, exc)
             if pipeline is not None and self.metrics is not None:
                 self.metrics.observe_stages(pipeline.times.last_ms())
-                changes = len(pipeline.budget.events)
+                changes = pipeline.budget.changes  # all of them (events keeps the last 100)
+                if changes < quality_changes:  # a new controller: new settings' budget
+                    quality_changes = 0
                 if changes > quality_changes:
                     self.metrics.quality_changes.inc(changes - quality_changes)
                 quality_changes = changes
