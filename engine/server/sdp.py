@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from engine.errors import InputError
 
-# An algorithm name and two or more hex pairs (RFC 8122 §5), nothing else on the line.
-FINGERPRINT = re.compile(r"^[A-Za-z0-9-]{1,16} [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$")
+# An algorithm name and hex pairs (RFC 8122 §5: 2UHEX *(":" 2UHEX)), nothing else on the line.
+FINGERPRINT = re.compile(r"^[A-Za-z0-9-]{1,16} [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})*$")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 VIDEO_CODECS = ("VP8", "H264")  # what aiortc decodes and LiveFX encodes
 AUDIO_CODECS = ("opus",)

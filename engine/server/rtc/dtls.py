@@ -34,6 +34,30 @@ def install_dtls() -> None:
     create_ssl_context._livefx = True  # type: ignore[attr-defined]
     RTCCertificate._create_ssl_context = create_ssl_context  # type: ignore[method-assign]
     harden_srtp()
+    harden_connect()
+
+
+def harden_connect() -> None:
+    """A peer connection closed while aiortc's connect task is between two transports (a
+    client that DELETEs its session right after the answer) raised ``InvalidStateError`` in
+    that task, logged as "Task exception was never retrieved" (found by tests/fuzz). Once the
+    connection is closed, that is simply the end of the task."""
+    from aiortc import RTCPeerConnection
+    from aiortc.exceptions import InvalidStateError
+
+    if getattr(RTCPeerConnection, "_livefx_connect", False):
+        return
+    original = RTCPeerConnection._RTCPeerConnection__connect  # type: ignore[attr-defined]
+
+    async def connect(self: Any) -> None:
+        try:
+            await original(self)
+        except (InvalidStateError, ConnectionError):
+            if self.connectionState != "closed" and not self._RTCPeerConnection__isClosed:
+                raise
+
+    setattr(RTCPeerConnection, "_RTCPeerConnection__connect", connect)  # noqa: B010
+    setattr(RTCPeerConnection, "_livefx_connect", True)  # noqa: B010
 
 
 def harden_srtp() -> None:
