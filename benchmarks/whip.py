@@ -50,12 +50,6 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     return summarise_ns([round(v * 1e6) for v in values])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def row(received: Any, sent: int, seconds: float, skip_v: int, skip_a: int) -> dict[str, Any]:
     video = received.latencies_ms[skip_v:]
     audio = received.audio_latencies_ms[skip_a:]
@@ -118,9 +112,9 @@ async def players_cost(server: ServerProcess, frames: list[FrameBuffer], n: int,
         await p.connected()  # LiveFX lets one address have 2 sessions connecting at a time
     await asyncio.sleep(warmup)
     counts = [len(p.received.arrivals) for p in players]
-    cpu0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()
+    cpu0, t0 = server.figures()["cpu_s"], time.perf_counter()
     await asyncio.sleep(seconds)
-    cpu = cpu_seconds(server.proc.pid) - cpu0
+    cpu = server.figures()["cpu_s"] - cpu0
     elapsed = time.perf_counter() - t0
     fps = [(len(p.received.arrivals) - c) / elapsed for p, c in zip(players, counts, strict=True)]
     medians = [

@@ -96,13 +96,7 @@ class BenchConfig:
             raise ConfigError(f"warmup: {self.warmup} is outside [0, 60]")
         if self.codec not in ("vp8", "h264"):
             raise ConfigError(f"codec: {self.codec!r} is not vp8 or h264")
-        Impairment(
-            self.loss,
-            self.delay_ms,
-            self.jitter_ms,
-            outage_ms=self.outage_ms,
-            outage_at_s=self.outage_at_s,
-        )  # fmt: skip  (its own range checks)
+        self.impairment(0)  # the impairment's own range checks
         if self.jitter_buffer not in ("standard", "marker"):
             raise ConfigError(
                 f"client jitter buffer: {self.jitter_buffer!r} is not standard or marker"

@@ -321,8 +321,8 @@ def judge(family: str, status: int | str, allowed_text: tuple[str, ...], detail:
         failures.append(f"{family}: {status} for {detail[:400]!r}")
 
 
-async def gather_limited(jobs: list[Coroutine[Any, Any, None]]) -> None:
-    sem = asyncio.Semaphore(CONCURRENCY)
+async def gather_limited(jobs: list[Coroutine[Any, Any, None]], limit: int = CONCURRENCY) -> None:
+    sem = asyncio.Semaphore(limit)
 
     async def one(job: Coroutine[Any, Any, None]) -> None:
         async with sem:
@@ -473,14 +473,8 @@ async def run_uploads(f: Fuzz, rng: random.Random, n: int) -> None:
                 status = type(exc).__name__
             judge("uploads", status, (), repr(body[:60]))
 
-        jobs = [one() for _ in range(n)]
-        sem = asyncio.Semaphore(4)  # decoding is the server's CPU: a few at a time
-
-        async def limited(job: Coroutine[Any, Any, None]) -> None:
-            async with sem:
-                await job
-
-        await asyncio.gather(*(limited(j) for j in jobs))
+        # Decoding is the server's CPU: a few at a time.
+        await gather_limited([one() for _ in range(n)], limit=4)
 
 
 # -- datagrams ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import av
 from aiortc.codecs import h264, vpx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from engine import faults
 from engine.config import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,6 @@ class Faults:
         self, encoder: Any, mime: str, encode: Callable[[], tuple[list[bytes], int]], frame: Any
     ) -> tuple[list[bytes], int]:
         try:
-            from engine import faults
-
             faults.hit("encode", mime.split("/")[-1])
             result = encode()
         except Exception as exc:  # (any codec fault: the next frame starts over)
