@@ -75,7 +75,8 @@ $(HOST_LIB): kernels/host_api.cpp kernels/pixel.cuh
 	@mkdir -p build
 	$(CXX) -O2 -std=c++17 -shared -fPIC -Wall -Wextra -Werror -o $@ $<
 
-# Fetch mediapipe==0.10.21 (pip download --no-deps), convert, and compare with the committed .onnx.
+# Fetch mediapipe==0.10.21 (pip download --no-deps) and @mediapipe/pose (npm pack), convert, and
+# compare with the committed .onnx.
 models: $(VENV)/.installed-dev
 	$(VENV)/bin/livefx models build --check
 
@@ -86,6 +87,7 @@ $(MP_VENV)/bin/python:
 # Re-record MediaPipe's own masks (committed under tests/fixtures).
 fixtures: $(MP_VENV)/bin/python
 	$(MP_VENV)/bin/python tools/mediapipe_fixtures.py tests/fixtures/mediapipe_masks.npz
+	$(MP_VENV)/bin/python tools/mediapipe_pose_fixtures.py tests/fixtures/mediapipe_pose.npz
 
 # LiveFX next to MediaPipe's own runtime and the usual way (run in MediaPipe's venv), same run.
 bench: $(VENV)/.installed-dev $(MP_VENV)/bin/python

@@ -155,17 +155,28 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.models.registry import GENERATORS, SEGMENTERS, load_generator, load_model
+    from engine.models.registry import (
+        BODY_MODELS,
+        GENERATORS,
+        SEGMENTERS,
+        load_body_model,
+        load_generator,
+        load_model,
+    )
 
     if args.action == "build":
         from engine.models.build import build
 
-        for line in build(args.wheel, args.out, args.check):
+        for line in build(args.wheel, args.out, args.check, args.npm_tarball):
             print(line)
         return 0
     shipped: list[tuple[str, str, str, Callable[[str], object]]] = [
         (s.name, f"{s.width}x{s.height}", s.filename, load_model) for s in SEGMENTERS.values()
-    ] + [(g.name, "any", g.filename, load_generator) for g in GENERATORS.values()]
+    ]
+    shipped += [
+        (b.name, f"{b.size}x{b.size}", b.filename, load_body_model) for b in BODY_MODELS.values()
+    ]
+    shipped += [(g.name, "any", g.filename, load_generator) for g in GENERATORS.values()]
     failed = 0
     for name, size, filename, load in shipped:
         try:
@@ -439,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list and verify the shipped models, or rebuild them")
     p.add_argument("action", nargs="?", choices=("list", "build"), default="list")
     p.add_argument("--wheel", type=Path, default=None, help="mediapipe wheel (default: download)")
+    p.add_argument(
+        "--npm-tarball", type=Path, default=None, help="@mediapipe/pose tarball (default: npm pack)"
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the converted models here")
     p.add_argument("--check", action="store_true", help="fail unless equal to the shipped files")
     p.set_defaults(func=cmd_models)

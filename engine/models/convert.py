@@ -1,4 +1,4 @@
-"""TFLite → ONNX converter for the MediaPipe selfie segmenters.
+"""TFLite → ONNX converter for the MediaPipe models LiveFX ships (selfie segmenters, BlazePose).
 
 One small function per TFLite op, registered by the op's name (as torch2trt and onnx's own
 converters do); ``convert_tflite`` walks the graph in order and asks the registry. An op with no
@@ -6,8 +6,11 @@ converter is an error that names it.
 
 Layout: TFLite activations are NHWC; the ONNX graph is NCHW throughout (what ONNX Runtime's and
 TensorRT's convolutions want, and what the preprocess stage writes). Weights are transposed once, at
-conversion time; every activation tensor must be rank 4. fp16 weights behind DEQUANTIZE are folded
-to fp32 initialisers. Spatial sizes are static (they are in the TFLite file); the batch dimension
+conversion time; every activation tensor must be rank 4, except a graph output made by RESHAPE (the
+pose model's landmark vectors). fp16 weights behind DEQUANTIZE are folded to fp32 initialisers; a
+zero PAD feeding only a VALID convolution is folded into that convolution's pads. A model with
+several outputs is converted with the ones asked for, named; ops that only feed the others are
+pruned. Spatial sizes are static (they are in the TFLite file); the batch dimension
 is dynamic so that frames of several sessions can share one launch.
 
 ``onnx`` is imported here and only here: it is a build-time dependency (``make models``), not a
@@ -50,11 +53,14 @@ class Context:
 
     model: TFLiteModel
     input_name: str
-    output_name: str
+    output_names: dict[int, str]  # TFLite graph output tensor -> ONNX name
     nodes: list[Any] = field(default_factory=list)
     initializers: list[Any] = field(default_factory=list)
     constants: dict[int, np.ndarray] = field(default_factory=dict)  # folded TFLite tensors
     names: dict[int, str] = field(default_factory=dict)  # TFLite tensor -> ONNX name
+    fp16_weights: bool = False  # store fp16-exact weights as fp16 behind a Cast (half the file)
+    # PAD outputs not emitted yet: tensor -> (the PAD, its input tensor, pads [t, l, b, r]).
+    pending_pads: dict[int, tuple[Operator, int, list[int]]] = field(default_factory=dict)
 
     def tensor(self, index: int) -> Tensor:
         return self.model.tensors[index]
@@ -70,7 +76,14 @@ class Context:
 
     def activation(self, index: int, op: Operator) -> str:
         """The ONNX name of an activation input (NCHW)."""
+        if index in self.pending_pads:
+            self._emit_pad(index)
         if index in self.names:
+            if len(self.tensor(index).shape) != 4:
+                raise ModelError(
+                    f"{op.opcode} (operator {op.index}): input {self.tensor(index).name} has shape "
+                    f"{self.tensor(index).shape}; only rank-4 NHWC activations are supported"
+                )
             return self.names[index]
         t = self.tensor(index)
         raise ModelError(
@@ -78,15 +91,31 @@ class Context:
             "is neither a graph input nor produced by an earlier op"
         )
 
-    def output(self, op: Operator, k: int = 0) -> str:
+    def padded(self, index: int, op: Operator) -> tuple[int, list[int]]:
+        """The tensor a conv really reads and the zero padding of a folded PAD ([t, l, b, r])."""
+        if index in self.pending_pads:
+            _, src, pads = self.pending_pads[index]
+            return src, pads
+        return index, [0, 0, 0, 0]
+
+    def _emit_pad(self, index: int) -> None:
+        op, src, pads = self.pending_pads.pop(index)
+        x = self.activation(src, op)
+        t, left, b, r = pads
+        onnx_pads = self.initializer(
+            f"pad_{op.index}_pads", np.array([0, 0, t, left, 0, 0, b, r], np.int64)
+        )
+        self.node("Pad", [x, onnx_pads], [self.output(op)], f"pad_{op.index}", mode="constant")
+
+    def output(self, op: Operator, k: int = 0, *, any_rank: bool = False) -> str:
         index = op.outputs[k]
         t = self.tensor(index)
-        if len(t.shape) != 4:
+        if len(t.shape) != 4 and not (any_rank and index in self.output_names):
             raise ModelError(
                 f"{op.opcode} (operator {op.index}): output {t.name} has shape {t.shape}; "
                 "only rank-4 NHWC activations are supported"
             )
-        name = self.output_name if index in self.model.outputs else f"t{index}"
+        name = self.output_names.get(index, f"t{index}")
         self.names[index] = name
         return name
 
@@ -94,6 +123,20 @@ class Context:
         from onnx import numpy_helper
 
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def weight(self, name: str, value: np.ndarray) -> str:
+        """A weight or bias initialiser; fp16 in the file when asked and exact (lossless)."""
+        value = np.ascontiguousarray(value, np.float32)
+        if not self.fp16_weights:
+            return self.initializer(name, value)
+        half = value.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), value):
+            return self.initializer(name, value)
+        from onnx import TensorProto
+
+        self.initializer(f"{name}_fp16", half)
+        self.node("Cast", [f"{name}_fp16"], [name], f"{name}_cast", to=TensorProto.FLOAT)
         return name
 
     def node(
@@ -188,7 +231,7 @@ def _bias(ctx: Context, op: Operator, k: int, channels: int, name: str) -> list[
         raise ModelError(
             f"{op.opcode} (operator {op.index}): bias has {b.size} values for {channels} channels"
         )
-    return [ctx.initializer(name, b)]
+    return [ctx.weight(name, b)]
 
 
 @converts("DEQUANTIZE")
@@ -206,10 +249,13 @@ def dequantize(ctx: Context, op: Operator) -> None:
 
 def _conv(ctx: Context, op: Operator, depthwise: bool) -> None:
     opts = _options(op)
-    x = ctx.activation(op.inputs[0], op)
-    in_shape = ctx.tensor(op.inputs[0]).shape
-    w = ctx.const(op.inputs[1], op, "weights").astype(np.float32)
     padding = opts.scalar(0, "b", PADDING_SAME)
+    src, folded = ctx.padded(op.inputs[0], op)
+    if any(folded) and padding != PADDING_VALID:
+        src, folded = op.inputs[0], [0, 0, 0, 0]  # SAME on top of a PAD: keep the Pad node
+    x = ctx.activation(src, op)
+    in_shape = ctx.tensor(src).shape
+    w = ctx.const(op.inputs[1], op, "weights").astype(np.float32)
     stride = (opts.scalar(2, "i", 1), opts.scalar(1, "i", 1))
     if depthwise:
         act = opts.scalar(4, "b", ACT_NONE)
@@ -233,7 +279,14 @@ def _conv(ctx: Context, op: Operator, depthwise: bool) -> None:
                 f"the input has {in_shape[3]}"
             )
     kernel = (weight.shape[2], weight.shape[3])
-    pads = _spatial_pads(op, padding, (in_shape[1], in_shape[2]), kernel, stride, dilation)
+    pads = [
+        p + f
+        for p, f in zip(
+            _spatial_pads(op, padding, (in_shape[1], in_shape[2]), kernel, stride, dilation),
+            folded,
+            strict=True,
+        )
+    ]
     out_hw = tuple(
         (in_shape[1 + i] + pads[i] + pads[2 + i] - ((kernel[i] - 1) * dilation[i] + 1)) // stride[i]
         + 1
@@ -241,7 +294,7 @@ def _conv(ctx: Context, op: Operator, depthwise: bool) -> None:
     )
     _check_out_hw(op, ctx, (out_hw[0], out_hw[1]))
     base = f"{op.opcode.lower()}_{op.index}"
-    inputs = [x, ctx.initializer(f"{base}_w", weight)]
+    inputs = [x, ctx.weight(f"{base}_w", weight)]
     inputs += _bias(ctx, op, 2, weight.shape[0], f"{base}_b")
     ctx.fused(
         op,
@@ -303,7 +356,7 @@ def transpose_conv_bias(ctx: Context, op: Operator) -> None:
             f"from {in_shape[1:3]} with kernel {kernel} and stride {stride}"
         )
     base = f"transpose_conv_{op.index}"
-    inputs = [x, ctx.initializer(f"{base}_w", weight)]
+    inputs = [x, ctx.weight(f"{base}_w", weight)]
     inputs += _bias(ctx, op, 2, weight.shape[1], f"{base}_b")
     attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(stride), "pads": pads}
     if any(output_padding):
@@ -416,51 +469,183 @@ def resize_bilinear(ctx: Context, op: Operator) -> None:
     )
 
 
+@converts("PAD")
+def pad(ctx: Context, op: Operator) -> None:
+    """Zero padding of H and W; kept pending so that a VALID convolution can absorb it."""
+    paddings = ctx.const(op.inputs[1], op, "paddings").astype(np.int64)
+    in_shape = ctx.tensor(op.inputs[0]).shape
+    if paddings.shape != (4, 2) or len(in_shape) != 4:
+        raise ModelError(
+            f"PAD (operator {op.index}): paddings of shape {paddings.shape} for an input of "
+            f"shape {in_shape}; only rank-4 NHWC is supported"
+        )
+    if paddings[0].any() or paddings[3].any() or (paddings < 0).any():
+        raise ModelError(
+            f"PAD (operator {op.index}): paddings {paddings.tolist()}; only non-negative "
+            "padding of height and width is supported"
+        )
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = ctx.const(op.inputs[2], op, "constant value")
+        if np.any(value != 0):
+            raise ModelError(f"PAD (operator {op.index}): a non-zero constant value")
+    ctx.activation(op.inputs[0], op)  # checks the input exists and is rank 4
+    pads = [int(paddings[1, 0]), int(paddings[2, 0]), int(paddings[1, 1]), int(paddings[2, 1])]
+    want = ctx.tensor(op.outputs[0]).shape
+    got = (in_shape[1] + pads[0] + pads[2], in_shape[2] + pads[1] + pads[3])
+    _check_out_hw(op, ctx, got)
+    if tuple(want[::3]) != tuple(in_shape[::3]):
+        raise ModelError(f"PAD (operator {op.index}): output shape {want} from {in_shape}")
+    ctx.pending_pads[op.outputs[0]] = (op, op.inputs[0], pads)
+
+
+@converts("MAX_POOL_2D")
+def max_pool_2d(ctx: Context, op: Operator) -> None:
+    opts = _options(op)
+    padding = opts.scalar(0, "b", PADDING_SAME)
+    stride = (opts.scalar(2, "i", 1), opts.scalar(1, "i", 1))
+    kernel = (opts.scalar(4, "i", 1), opts.scalar(3, "i", 1))
+    act = opts.scalar(5, "b", ACT_NONE)
+    in_shape = ctx.tensor(op.inputs[0]).shape
+    pads = _spatial_pads(op, padding, (in_shape[1], in_shape[2]), kernel, stride)
+    out_hw = tuple(
+        (in_shape[1 + i] + pads[i] + pads[2 + i] - kernel[i]) // stride[i] + 1 for i in range(2)
+    )
+    _check_out_hw(op, ctx, (out_hw[0], out_hw[1]))
+    x = ctx.activation(op.inputs[0], op)
+    # ONNX MaxPool ignores padded positions, as TFLite's SAME max pool does.
+    ctx.fused(
+        op,
+        act,
+        "MaxPool",
+        [x],
+        f"max_pool_{op.index}",
+        kernel_shape=list(kernel),
+        strides=list(stride),
+        pads=pads,
+    )
+
+
+@converts("RESHAPE")
+def reshape(ctx: Context, op: Operator) -> None:
+    """A reshape to a flat [batch, K] graph output (the pose model's landmark vectors).
+
+    The NCHW activation is put back in NHWC order first, so the flat vector is TFLite's.
+    """
+    x = ctx.activation(op.inputs[0], op)
+    in_shape = ctx.tensor(op.inputs[0]).shape
+    out_shape = ctx.tensor(op.outputs[0]).shape
+    if op.outputs[0] not in ctx.output_names or len(out_shape) != 2:
+        raise ModelError(
+            f"RESHAPE (operator {op.index}): {in_shape} -> {out_shape}; only a reshape to a "
+            "rank-2 graph output is supported"
+        )
+    if out_shape[0] != in_shape[0] or out_shape[1] != int(np.prod(in_shape[1:])):
+        raise ModelError(f"RESHAPE (operator {op.index}): {in_shape} -> {out_shape} keeps no batch")
+    base = f"reshape_{op.index}"
+    if in_shape[1] * in_shape[2] > 1:
+        nhwc = f"{base}_nhwc"
+        ctx.node("Transpose", [x], [nhwc], f"{base}_transpose", perm=[0, 2, 3, 1])
+        x = nhwc
+    shape = ctx.initializer(f"{base}_shape", np.array([-1, out_shape[1]], np.int64))
+    ctx.node("Reshape", [x, shape], [ctx.output(op, any_rank=True)], base)
+
+
+def _needed(model: TFLiteModel, outputs: set[int]) -> list[Operator]:
+    """The operators the given output tensors depend on, in the file's order."""
+    producer = {t: op for op in model.operators for t in op.outputs}
+    need: set[int] = set()
+    stack = list(outputs)
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        op = producer[t]
+        need.add(op.index)
+        stack.extend(i for i in op.inputs if i >= 0)
+    return [op for op in model.operators if op.index in need]
+
+
 def convert_tflite(
     data: bytes,
     *,
     graph_name: str,
     input_name: str = "image",
     output_name: str = "mask",
+    outputs: dict[str, str] | None = None,
+    fp16_weights: bool = False,
     doc: str = "",
 ) -> bytes:
-    """Convert a TFLite model's bytes to a serialised ONNX model (NCHW, dynamic batch)."""
+    """Convert a TFLite model's bytes to a serialised ONNX model (NCHW, dynamic batch).
+
+    A model with one output gets ``output_name``. ``outputs`` (TFLite output tensor name → ONNX
+    name) picks and names the outputs of a model with several; the others are dropped with every
+    op that only they need. ``fp16_weights`` keeps the weights that are exact in fp16 (all of
+    them, when the file's weights are fp16 behind DEQUANTIZE) as fp16 initialisers, each cast to
+    fp32 by a Cast node that runtimes fold at load: the same numbers in half the bytes.
+    """
     from onnx import TensorProto, checker, helper
 
     model = read_tflite(data)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(
-            f"expected one input and one output, the model has {len(model.inputs)} and "
-            f"{len(model.outputs)}"
-        )
-    unknown = sorted({op.opcode for op in model.operators} - set(CONVERTERS))
+    if len(model.inputs) != 1:
+        raise ModelError(f"expected one input, the model has {len(model.inputs)}")
+    by_name = {model.tensors[i].name: i for i in model.outputs}
+    if outputs is None:
+        if len(model.outputs) != 1:
+            raise ModelError(
+                f"the model has {len(model.outputs)} outputs ({', '.join(by_name)}); "
+                "say which to convert"
+            )
+        output_names = {model.outputs[0]: output_name}
+    else:
+        missing = sorted(set(outputs) - set(by_name))
+        if missing or not outputs:
+            raise ModelError(
+                f"the model has no output {', '.join(missing) or '(none asked for)'}; "
+                f"its outputs: {', '.join(by_name)}"
+            )
+        output_names = {by_name[k]: v for k, v in outputs.items()}
+    operators = _needed(model, set(output_names))
+    unknown = sorted({op.opcode for op in operators} - set(CONVERTERS))
     if unknown:
-        first = next(op for op in model.operators if op.opcode in unknown)
+        first = next(op for op in operators if op.opcode in unknown)
         raise ModelError(
             f"unsupported TFLite op {first.opcode} (operator {first.index}); "
             f"all unsupported ops: {', '.join(unknown)}"
         )
-    ctx = Context(model, input_name, output_name)
+    ctx = Context(model, input_name, output_names, fp16_weights=fp16_weights)
     in_t = model.tensors[model.inputs[0]]
-    out_t = model.tensors[model.outputs[0]]
-    for t in (in_t, out_t):
-        if len(t.shape) != 4 or t.dtype != np.float32:
-            raise ModelError(f"graph tensor {t.name} is {t.dtype} {t.shape}, expected float32 NHWC")
+    if len(in_t.shape) != 4 or in_t.dtype != np.float32:
+        raise ModelError(
+            f"graph tensor {in_t.name} is {in_t.dtype} {in_t.shape}, expected float32 NHWC"
+        )
+    out_ts = [model.tensors[i] for i in output_names]
+    for t in out_ts:
+        if len(t.shape) not in (2, 4) or t.dtype != np.float32:
+            raise ModelError(
+                f"graph tensor {t.name} is {t.dtype} {t.shape}, expected float32 NHWC or [N, K]"
+            )
     ctx.names[in_t.index] = input_name
-    for op in model.operators:
+    for op in operators:
         CONVERTERS[op.opcode](ctx, op)
-    if out_t.index not in ctx.names:
-        raise ModelError(f"no op produces the graph output {out_t.name}")
+    for t in out_ts:
+        if t.index in ctx.pending_pads:
+            ctx._emit_pad(t.index)
+        if t.index not in ctx.names:
+            raise ModelError(f"no op produces the graph output {t.name}")
 
     def value_info(name: str, shape: tuple[int, ...]) -> Any:
-        dims: list[Any] = ["N", shape[3], shape[1], shape[2]]
+        dims: list[Any] = (
+            ["N", shape[3], shape[1], shape[2]] if len(shape) == 4 else ["N", shape[1]]
+        )
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
     graph = helper.make_graph(
         ctx.nodes,
         graph_name,
         [value_info(input_name, in_t.shape)],
-        [value_info(output_name, out_t.shape)],
+        [value_info(output_names[t.index], t.shape) for t in out_ts],
         ctx.initializers,
     )
     onnx_model = helper.make_model(

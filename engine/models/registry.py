@@ -104,6 +104,62 @@ def choose_segmenter(
 
 
 @dataclass(frozen=True)
+class BodySpec:
+    """A BlazePose landmark model (MediaPipe, Apache-2.0): 256×256 crop in; 39 landmarks, a
+    presence score and a person segmentation out (see PROVENANCE.md)."""
+
+    name: str
+    filename: str
+    sha256: str
+    package: str  # where ``make models`` takes the .tflite from
+    source: str  # the file inside that package
+    source_sha256: str
+    size: int = 256
+
+    @property
+    def path(self) -> Path:
+        return MODEL_DIR / self.filename
+
+
+NPM_POSE = "@mediapipe/pose@0.5.1675469404"
+BODY_MODELS: dict[str, BodySpec] = {
+    "lite": BodySpec(
+        name="lite",
+        filename="pose_landmark_lite.onnx",
+        sha256="4c5f1f44c735075dfd800a20ffff3baee6fa1fe190aabacec944495ad2082345",
+        package=f"npm:{NPM_POSE}",
+        source="package/pose_landmark_lite.tflite",
+        source_sha256="f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
+    ),
+    "full": BodySpec(
+        name="full",
+        filename="pose_landmark_full.onnx",
+        sha256="b96133fc87e8d6cd7f6c0cc4fc880cd271005a2d193e3eef925f440c8d8ef4ac",
+        package="pypi:mediapipe==0.10.21",
+        source="mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        source_sha256="e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+    ),
+}
+PERSON_MODEL_CHOICES = ("off", *BODY_MODELS)
+
+
+@lru_cache(maxsize=4)
+def load_body_model(name: str) -> bytes:
+    """The bytes of a shipped body model, checked against its recorded sha256."""
+    spec = BODY_MODELS.get(name)
+    if spec is None:
+        raise ConfigError(
+            f"unknown person model {name!r}; expected one of {', '.join(PERSON_MODEL_CHOICES)}"
+        )
+    try:
+        data = spec.path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model {name!r}: cannot read {spec.path}: {exc.strerror}") from exc
+    check_sha256(data, name, spec.path, spec.sha256, "run `make models` to rebuild it")
+    return data
+
+
+@dataclass(frozen=True)
 class GeneratorSpec:
     """A generator LiveFX trained itself (``engine/models/train``; see PROVENANCE.md)."""
 
