@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.models.registry import SEGMENTER_CHOICES
+from engine.models.registry import PERSON_MODEL_CHOICES, SEGMENTER_CHOICES
 
 EFFECTS = ("none", "mask", "blur", "replace", "colour", "gan")
 GENERATOR_NAMES = ("cartoon", "enhance")
@@ -42,9 +42,11 @@ class ModelConfig:
 
     segmenter: str = "auto"  # auto | general | landscape
     landscape_min_aspect: float = 1.5  # width/height at or above which auto picks landscape
+    person_model: str = "lite"  # off | lite | full: the body prior (engine/person)
 
     def __post_init__(self) -> None:
         _check_choice("segmenter", self.segmenter, SEGMENTER_CHOICES)
+        _check_choice("person_model", self.person_model, PERSON_MODEL_CHOICES)
         _check_range("landscape_min_aspect", self.landscape_min_aspect, 0.1, 10.0)
 
 

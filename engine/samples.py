@@ -105,6 +105,40 @@ class CompositedClip:
     frames: list[FrameBuffer]
     alphas: list[np.ndarray]  # uint8, frame size: the person as composited (ground truth)
     rgb: list[np.ndarray] = field(default_factory=list)  # the RGB frames (when kept)
+    objects: list[np.ndarray] = field(default_factory=list)  # uint8: object pixels in view
+
+
+def _place_person(
+    rgba: np.ndarray, i: int, motion: str, width: int, height: int
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The cut-out warped into frame ``i`` (RGBA), and (x, y, scale) of the photo's origin."""
+    import cv2
+
+    scale = 0.92 * height / rgba.shape[0]
+    pw = rgba.shape[1] * scale
+    if motion == "static":
+        cx = width / 2
+    elif motion == "sway":
+        cx = width / 2 + 0.04 * width * np.sin(2 * np.pi * i / 120)
+    else:  # fast: 10 frames across, 10 back
+        phase = (i % 20) / 10.0
+        cx = width * (0.3 + 0.4 * (phase if phase <= 1 else 2 - phase))
+    ox, oy = cx - pw / 2, height - rgba.shape[0] * scale
+    m = np.array([[scale, 0, ox], [0, scale, oy]], np.float32)
+    person = cv2.warpAffine(
+        rgba, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    return person, (ox, oy, scale)
+
+
+def _person_cutout() -> np.ndarray:
+    import cv2
+
+    bgra = cv2.imread(str(SAMPLES_DIR / "astronaut_cutout.png"), cv2.IMREAD_UNCHANGED)
+    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
+        raise InputError(f"{SAMPLES_DIR / 'astronaut_cutout.png'}: missing or not RGBA")
+    rgba: np.ndarray = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+    return rgba
 
 
 def background_rgb(name: str, width: int, height: int) -> np.ndarray:
@@ -140,35 +174,17 @@ def composited_clip(
     in 10 frames and back: ghost trails show here). ``noise`` is the σ of Gaussian sensor noise
     added to every frame, in 8-bit RGB levels.
     """
-    import cv2
 
     from engine.ops import cpu
 
     if motion not in MOTIONS:
         raise InputError(f"motion {motion!r} is not one of {', '.join(MOTIONS)}")
-    bgra = cv2.imread(str(SAMPLES_DIR / "astronaut_cutout.png"), cv2.IMREAD_UNCHANGED)
-    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
-        raise InputError(f"{SAMPLES_DIR / 'astronaut_cutout.png'}: missing or not RGBA")
-    rgba = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+    rgba = _person_cutout()
     bg = background_rgb(background, width, height).astype(np.float32)
     rng = np.random.default_rng(seed)
-    scale = 0.92 * height / rgba.shape[0]
-    pw = rgba.shape[1] * scale
     clip = CompositedClip([], [])
     for i in range(frames):
-        if motion == "static":
-            cx = width / 2
-        elif motion == "sway":
-            cx = width / 2 + 0.04 * width * np.sin(2 * np.pi * i / 120)
-        else:  # fast: 10 frames across, 10 back
-            phase = (i % 20) / 10.0
-            cx = width * (0.3 + 0.4 * (phase if phase <= 1 else 2 - phase))
-        m = np.array(
-            [[scale, 0, cx - pw / 2], [0, scale, height - rgba.shape[0] * scale]], np.float32
-        )
-        person = cv2.warpAffine(
-            rgba, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
+        person, _ = _place_person(rgba, i, motion, width, height)
         alpha = person[..., 3:4].astype(np.float32) / 255.0
         img = person[..., :3].astype(np.float32) * alpha + bg * (1.0 - alpha)
         if noise > 0:
@@ -181,6 +197,114 @@ def composited_clip(
         if keep_rgb:
             clip.rgb.append(rgb)
     return clip
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A salient object in a scene, placed in the person photo's own pixel coordinates (512×512,
+    so it scales and moves with her): ``x``, ``y`` its centre, ``size`` its height; ``front``
+    puts it in front of her (else behind); it sways ``sway`` photo pixels each way, with its own
+    period ``period`` frames."""
+
+    name: str
+    x: float
+    y: float
+    size: float
+    front: bool = False
+    sway: float = 24.0
+    period: int = 90
+
+
+# Scenes with salient objects the selfie model keeps as foreground (benchmarks/quality.py).
+SCENES: dict[str, tuple[Placement, ...]] = {
+    "plain": (),
+    "cat-beside": (Placement("cat", -60, 250, 260),),
+    "cup-beside": (Placement("cup", 620, 170, 210, sway=30, period=70),),
+    "logo-behind": (Placement("logo", 410, 130, 230, period=110),),
+    "cat-front": (Placement("cat", 70, 300, 190, front=True, sway=40, period=80),),
+    "cup-held": (Placement("cup", 150, 440, 150, front=True, sway=0),),
+    # A second person (the same cut-out, smaller, behind her left shoulder): not an object.
+    "two-people": (Placement("astronaut", -150, 300, 420, sway=10),),
+}
+
+
+def object_rgba(name: str) -> np.ndarray:
+    import cv2
+
+    if name == "astronaut":
+        return _person_cutout()
+    path = SAMPLES_DIR / "objects" / f"{name}.png"
+    bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
+        raise InputError(f"{path}: missing or not RGBA")
+    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
+
+def scene_clip(
+    scene: str,
+    width: int,
+    height: int,
+    frames: int,
+    *,
+    motion: str = "sway",
+    background: str = "rocket",
+    noise: float = 2.0,
+    seed: int = 0,
+    keep_rgb: bool = False,
+) -> CompositedClip:
+    """``composited_clip`` with the salient objects of ``SCENES[scene]`` beside, behind or in
+    front of her, moving on their own. ``alphas`` is the person as seen (an object in front hides
+    her), ``objects`` the object pixels in view."""
+    import cv2
+
+    from engine.ops import cpu
+
+    if scene not in SCENES:
+        raise InputError(f"scene {scene!r} is not one of {', '.join(SCENES)}")
+    person_rgba = _person_cutout()
+    rng = np.random.default_rng(seed)
+    out = CompositedClip([], [])
+    bg = background_rgb(background, width, height).astype(np.float32)
+    for i in range(frames):
+        person, (ox, oy, scale) = _place_person(person_rgba, i, motion, width, height)
+        pa = person[..., 3:4].astype(np.float32) / 255.0
+        img_person = person[..., :3].astype(np.float32)
+        behind = np.zeros((height, width, 1), np.float32)
+        front = np.zeros((height, width, 1), np.float32)
+        layer_b = np.zeros((height, width, 3), np.float32)
+        layer_f = np.zeros((height, width, 3), np.float32)
+        for p in SCENES[scene]:
+            rgba = object_rgba(p.name)
+            s = p.size * scale / rgba.shape[0]
+            x = ox + (p.x + p.sway * np.sin(2 * np.pi * i / p.period)) * scale
+            y = oy + p.y * scale
+            m = np.array(
+                [[s, 0, x - rgba.shape[1] * s / 2], [0, s, y - rgba.shape[0] * s / 2]], np.float32
+            )
+            warped = cv2.warpAffine(
+                rgba, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            ).astype(np.float32)
+            a = warped[..., 3:4] / 255.0
+            acc, layer = (front, layer_f) if p.front else (behind, layer_b)
+            layer[:] = warped[..., :3] * a + layer * (1 - a)
+            acc[:] = a + acc * (1 - a)
+        # Back to front: background, objects behind, the person, objects in front.
+        img = bg * (1 - behind) + layer_b
+        img = img * (1 - pa) + img_person * pa
+        img = img * (1 - front) + layer_f
+        if noise > 0:
+            img += rng.normal(0.0, noise, img.shape).astype(np.float32)
+        rgb = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        frame = cpu.rgb_to_yuv420p(rgb, full_range=False)
+        frame.pts = i
+        out.frames.append(frame)
+        if keep_rgb:
+            out.rgb.append(rgb)
+        visible_person = pa * (1 - front)
+        visible_objects = front + behind * (1 - pa) * (1 - front)
+        out.alphas.append(np.clip(np.rint(visible_person[..., 0] * 255), 0, 255).astype(np.uint8))
+        out.objects.append(np.clip(np.rint(visible_objects[..., 0] * 255), 0, 255).astype(np.uint8))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,13 +28,22 @@ class Quality:
     guided: bool = True  # the guided filter on the matte (when the config enables it)
     blur_level_bias: int = 0  # blur the background this many pyramid levels lower
     gan_scale: float = 1.0  # run a GAN generator on the frame scaled by this much
+    body_every: int = 8  # refresh the body prior every n-th frame; 0 = no body prior
 
 
 QUALITY_LEVELS: tuple[Quality, ...] = (
     Quality(0, "full"),
     Quality(1, "skip-static", skip_static=True),
-    Quality(2, "light", skip_static=True, blur_level_bias=1, gan_scale=0.75),
-    Quality(3, "half-rate", infer_every=2, skip_static=True, blur_level_bias=1, gan_scale=0.5),
+    Quality(2, "light", skip_static=True, blur_level_bias=1, gan_scale=0.75, body_every=12),
+    Quality(
+        3,
+        "half-rate",
+        infer_every=2,
+        skip_static=True,
+        blur_level_bias=1,
+        gan_scale=0.5,
+        body_every=16,
+    ),
     Quality(
         4,
         "minimal",
@@ -43,6 +52,7 @@ QUALITY_LEVELS: tuple[Quality, ...] = (
         guided=False,
         blur_level_bias=2,
         gan_scale=0.5,
+        body_every=0,
     ),
 )
 

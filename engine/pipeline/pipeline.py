@@ -11,6 +11,8 @@ Stages, in order (the ``stages`` list):
 2. preprocess  — planes shrunk to the model size, colour matrix, NCHW float32 (fused)
 3. segment     — the selfie segmenter on the InferenceBackend → low-resolution mask; or the
                  last mask again when the quality level allows (static frame, every n-th frame)
+   body        — (``person_model`` lite/full) the body prior fused into that mask: objects the
+                 selfie model keeps beside or behind the person removed (``engine.person``)
 4. refine      — at the mask's resolution: guided filter (edges from the picture), temporal
                  smoothing, threshold/feather ramp; then bilinear to the Y and U/V sizes
 5. effect      — the background (blur, replacement, colour) or the whole output (mask, none)
@@ -37,6 +39,7 @@ from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
 from engine.ops import cpu
+from engine.person.prior import BodyPrior
 from engine.pipeline.budget import BudgetController, Quality
 from engine.pipeline.state import FrameState, SessionState
 from engine.pipeline.timing import StageTimes
@@ -59,8 +62,14 @@ class Pipeline:
         config: PipelineConfig | None = None,
         backend_factory: Callable[[ModelSpec], InferenceBackend] | None = None,
         effect: Effect | None = None,
+        *,
+        body_async: bool = False,
     ) -> None:
+        """``body_async``: run the body model on a thread of its own (live sessions: a frame never
+        waits for it); files and tests run it inline, so that results do not depend on timing."""
         self.config = config or PipelineConfig()
+        self.body_async = body_async
+        self._body: BodyPrior | None = None
         self.times = StageTimes(self.config.stats_window)
         self.budget = BudgetController(self.config.budget)
         self.session = SessionState()
@@ -80,8 +89,10 @@ class Pipeline:
             stages += [
                 ("preprocess", self._preprocess),
                 ("segment", self._segment),
-                ("refine", self._refine),
             ]
+            if self.config.model.person_model != "off":
+                stages.append(("body", self._body_prior))
+            stages.append(("refine", self._refine))
         stages.append(("effect", self._effect))
         if self.effect.composites:
             stages.append(("composite", self._composite))
@@ -105,6 +116,9 @@ class Pipeline:
             self.stages = self._stage_list()
         if config.budget != old.budget:
             self.budget = BudgetController(config.budget)
+        if config.model.person_model != old.model.person_model:
+            self._close_body()
+            self.stages = self._stage_list()
         if new_effect or config.model != old.model:
             self._state = None  # buffers rebuilt and the effect configured on the next frame
 
@@ -137,6 +151,8 @@ class Pipeline:
             state.refiner = cpu.MatteRefiner(spec.width, spec.height)
         self.effect.configure(frame)
         self.session.reset()
+        if self._body is not None:
+            self._body.reset()
         return state
 
     # -- stages -------------------------------------------------------------------------------
@@ -159,6 +175,8 @@ class Pipeline:
                 session.scene_cuts += 1
                 session.reset()
                 s.refiner.reset()
+                if self._body is not None:
+                    self._body.reset()
                 delta = None
         reuse = session.last_mask is not None and (
             session.since_inference + 1 < q.infer_every
@@ -181,6 +199,24 @@ class Pipeline:
         np.copyto(session.last_luma, luma)
         session.since_inference = 0
         session.inferences += 1
+
+    def _body_prior(self, s: FrameState) -> None:
+        m = self.config.model
+        if self._body is None:
+            self._body = BodyPrior(
+                m.person_model,
+                threads=self.config.inference.threads,
+                asynchronous=self.body_async,
+            )
+        assert s.preprocessor is not None
+        self._body.configure(s.frame.width, s.frame.height, s.mask.shape[1], s.mask.shape[0])
+        faults.hit("body", self.config.effect.name)
+        s.mask = self._body.apply(s.mask, s.pyramids, s.frame, s.quality.body_every)
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
 
     def _refine(self, s: FrameState) -> None:
         assert s.refiner is not None and s.preprocessor is not None
@@ -244,9 +280,12 @@ class Pipeline:
         self.session.reset()
         if self._state is not None and self._state.refiner is not None:
             self._state.refiner.reset()
+        if self._body is not None:
+            self._body.reset()
 
     def close(self) -> None:
         self.effect.close()
+        self._close_body()
 
     @property
     def quality(self) -> Quality:
@@ -272,6 +311,7 @@ class Pipeline:
             "scene_cuts": session.scene_cuts,
             "model": self.model.name if self.model else None,
             "budget": self.budget.stats(),
+            "person": self._body.stats() if self._body is not None else None,
             "stages": self.times.summary(),
             "config": describe(self.config),
         }
