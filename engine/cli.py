@@ -16,6 +16,7 @@ from typing import Any
 from engine import __version__
 from engine.config import (
     EFFECTS,
+    GUIDES,
     BudgetConfig,
     EffectConfig,
     EncoderConfig,
@@ -26,7 +27,7 @@ from engine.config import (
     ServerConfig,
 )
 from engine.errors import LiveFXError
-from engine.models.registry import SEGMENTER_CHOICES
+from engine.models.registry import PERSON_MODEL_CHOICES, SEGMENTER_CHOICES
 
 log = logging.getLogger("livefx")
 
@@ -82,6 +83,12 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-guided", action="store_true", help="bilinear matte upsampling, no guided filter"
     )
+    g.add_argument(
+        "--guide",
+        default=d_mat.guide,
+        choices=GUIDES,
+        help=f"the guided filter's guide: the frame's luma or its colours (default {d_mat.guide})",
+    )
     g = p.add_argument_group("model and budget")
     g.add_argument(
         "--segmenter",
@@ -94,6 +101,13 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=d_model.landscape_min_aspect,
         help="aspect ratio at or above which auto picks the landscape model",
+    )
+    g.add_argument(
+        "--person-model",
+        default=d_model.person_model,
+        choices=PERSON_MODEL_CHOICES,
+        help="body prior (BlazePose) fused with the selfie matte so that objects beside or "
+        f"behind the person are not cut out with them (default {d_model.person_model})",
     )
     g.add_argument(
         "--threads",
@@ -131,8 +145,13 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             feather=args.feather,
             smoothing=args.smoothing,
             guided=not args.no_guided,
+            guide=args.guide,
         ),
-        model=ModelConfig(segmenter=args.segmenter, landscape_min_aspect=args.landscape_min_aspect),
+        model=ModelConfig(
+            segmenter=args.segmenter,
+            landscape_min_aspect=args.landscape_min_aspect,
+            person_model=args.person_model,
+        ),
         inference=InferenceConfig(threads=args.threads),
         budget=BudgetConfig(budget_ms=args.budget_ms),
         backend=args.backend,

@@ -13,6 +13,8 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.models.registry import PERSON_MODEL_CHOICES, SEGMENTER_CHOICES
 
+GUIDES = ("grey", "colour")
+
 EFFECTS = ("none", "mask", "blur", "replace", "colour", "gan")
 GENERATOR_NAMES = ("cartoon", "enhance")
 REGIONS = ("frame", "person")
@@ -115,8 +117,10 @@ class MatteConfig:
     guided: bool = True  # guided filter: the matte's edges follow the picture's
     radius: int = 1  # guided filter radius, in mask pixels
     eps: float = 1e-4  # guided filter regularisation (guide in [0, 1])
+    guide: str = "grey"  # grey | colour: the guided filter's guide (the frame's luma or RGB)
 
     def __post_init__(self) -> None:
+        _check_choice("guide", self.guide, GUIDES)
         _check_range("threshold", self.threshold, 0.0, 1.0)
         _check_range("feather", self.feather, 0.0, 1.0)
         _check_range("smoothing", self.smoothing, 0.0, 1.0)
@@ -346,8 +350,10 @@ SETTINGS: dict[str, tuple[str, str, type]] = {
     "feather": ("matte", "feather", float),
     "smoothing": ("matte", "smoothing", float),
     "guided": ("matte", "guided", bool),
+    "guide": ("matte", "guide", str),
     "budget_ms": ("budget", "budget_ms", float),
     "segmenter": ("model", "segmenter", str),
+    "person_model": ("model", "person_model", str),
     "model": ("effect", "model", str),
     "region": ("effect", "region", str),
 }

@@ -105,7 +105,14 @@ class CompositedClip:
     frames: list[FrameBuffer]
     alphas: list[np.ndarray]  # uint8, frame size: the person as composited (ground truth)
     rgb: list[np.ndarray] = field(default_factory=list)  # the RGB frames (when kept)
-    objects: list[np.ndarray] = field(default_factory=list)  # uint8: object pixels in view
+    objects: list[np.ndarray] = field(default_factory=list)  # uint8: objects beside/behind
+    held: list[np.ndarray] = field(default_factory=list)  # uint8: objects in front of her
+
+    def shown(self) -> list[np.ndarray]:
+        """What a matte should keep: the person and what is in front of her (she holds it)."""
+        if not self.held:
+            return self.alphas
+        return [np.maximum(a, h) for a, h in zip(self.alphas, self.held, strict=True)]
 
 
 def _place_person(
@@ -142,9 +149,14 @@ def _person_cutout() -> np.ndarray:
 
 
 def background_rgb(name: str, width: int, height: int) -> np.ndarray:
-    """A shipped background photo, cover-fitted to width × height."""
+    """A shipped background photo, cover-fitted to width × height; or ``#rrggbb``, flat."""
     from engine.media import read_rgb
     from engine.ops import cpu, reference
+
+    if name.startswith("#"):
+        from engine.config import parse_colour
+
+        return np.full((height, width, 3), parse_colour(name), np.uint8)
 
     path = SAMPLES_DIR / "backgrounds" / f"{name}.jpg"
     if not path.exists():
@@ -254,7 +266,8 @@ def scene_clip(
 ) -> CompositedClip:
     """``composited_clip`` with the salient objects of ``SCENES[scene]`` beside, behind or in
     front of her, moving on their own. ``alphas`` is the person as seen (an object in front hides
-    her), ``objects`` the object pixels in view."""
+    her), ``objects`` the pixels in view of the objects beside or behind her, ``held`` those of
+    the objects in front of her (what she holds: ``shown()`` is the matte to expect)."""
     import cv2
 
     from engine.ops import cpu
@@ -301,9 +314,14 @@ def scene_clip(
         if keep_rgb:
             out.rgb.append(rgb)
         visible_person = pa * (1 - front)
-        visible_objects = front + behind * (1 - pa) * (1 - front)
-        out.alphas.append(np.clip(np.rint(visible_person[..., 0] * 255), 0, 255).astype(np.uint8))
-        out.objects.append(np.clip(np.rint(visible_objects[..., 0] * 255), 0, 255).astype(np.uint8))
+        visible_behind = behind * (1 - pa) * (1 - front)
+
+        def u8(x: np.ndarray) -> np.ndarray:
+            return np.clip(np.rint(x[..., 0] * 255), 0, 255).astype(np.uint8)
+
+        out.alphas.append(u8(visible_person))
+        out.objects.append(u8(visible_behind))
+        out.held.append(u8(front))
     return out
 
 

@@ -56,6 +56,7 @@ function settingsFromControls() {
     threshold: Number($("threshold").value),
     feather: Number($("feather").value),
     smoothing: Number($("smoothing").value),
+    person_model: $("person_model").value,
   };
   if (effect === "blur") s.strength = Number($("strength").value);
   if (effect === "colour") s.colour = $("colour").value;
@@ -369,7 +370,7 @@ function init() {
   }
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
-  for (const id of ["effect", "strength", "colour", "background", "model", "region", "threshold", "feather", "smoothing"]) {
+  for (const id of ["effect", "strength", "colour", "background", "model", "region", "threshold", "feather", "smoothing", "person_model"]) {
     $(id).addEventListener("change", sendSettings);
   }
   $("upload").addEventListener("change", uploadBackground);

@@ -177,6 +177,7 @@ class MatteRefiner:
         self._k = np.empty(shape, np.float32)
         self._t = [np.empty(shape, np.float32) for _ in range(6)]
         self._small8 = np.empty(shape, np.uint8)
+        self._c: list[np.ndarray] | None = None  # the colour guided filter's buffers
 
     def reset(self) -> None:
         self.previous = None
@@ -204,6 +205,76 @@ class MatteRefiner:
         box_mean_into(t2, radius, mean_p)  # mean b
         np.multiply(mean_i, i, out=q)
         np.add(q, mean_p, out=q)
+
+    def guided_colour(
+        self, mask: np.ndarray, rgb_small: np.ndarray, radius: int, eps: float
+    ) -> None:
+        """He et al.'s guided filter with the colour picture as guide (RGB (3, h, w) in [0, 1])
+        of ``mask`` into ``filtered``: an edge between colours of the same luma (brown hair on
+        a blue wall) guides the matte too. Per pixel, a = (Σ + εI)⁻¹ cov(I, p), solved in closed
+        form (the 3×3 inverse by cofactors)."""
+        if self._c is None:
+            self._c = [np.empty(mask.shape, np.float32) for _ in range(22)]
+        c = self._c
+        r_, g_, b_ = rgb_small[0], rgb_small[1], rgb_small[2]
+        mr, mg, mb, mp = c[0], c[1], c[2], c[3]
+        for src, dst in ((r_, mr), (g_, mg), (b_, mb), (mask, mp)):
+            box_mean_into(src, radius, dst)
+        t = c[21]
+        # Covariances of the guide (6) and of the guide with the mask (3).
+        pairs = (
+            (r_, r_, mr, mr),
+            (r_, g_, mr, mg),
+            (r_, b_, mr, mb),
+            (g_, g_, mg, mg),
+            (g_, b_, mg, mb),
+            (b_, b_, mb, mb),
+        )
+        cov = c[4:10]
+        for (x, y, mx, my), out in zip(pairs, cov, strict=True):
+            np.multiply(x, y, out=t)
+            box_mean_into(t, radius, out)
+            np.subtract(out, mx * my, out=out)
+        vrr, vrg, vrb, vgg, vgb, vbb = cov
+        e = np.float32(eps)
+        vrr += e
+        vgg += e
+        vbb += e
+        cp = c[10:13]
+        for x, mx, out in zip((r_, g_, b_), (mr, mg, mb), cp, strict=True):
+            np.multiply(x, mask, out=t)
+            box_mean_into(t, radius, out)
+            np.subtract(out, mx * mp, out=out)
+        # Cofactors of the symmetric 3×3 and its determinant.
+        i00, i01, i02, i11, i12, i22 = c[13:19]
+        np.subtract(vgg * vbb, vgb * vgb, out=i00)
+        np.subtract(vgb * vrb, vrg * vbb, out=i01)
+        np.subtract(vrg * vgb, vgg * vrb, out=i02)
+        np.subtract(vrr * vbb, vrb * vrb, out=i11)
+        np.subtract(vrb * vrg, vrr * vgb, out=i12)
+        np.subtract(vrr * vgg, vrg * vrg, out=i22)
+        det = c[19]
+        np.multiply(i00, vrr, out=det)
+        det += i01 * vrg
+        det += i02 * vrb
+        cr, cg, cb = cp
+        ar, ag, ab = c[13], c[14], c[15]  # reuse: i00, i01, i02 are read before overwritten
+        a_r = (i00 * cr + i01 * cg + i02 * cb) / det
+        a_g = (i01 * cr + i11 * cg + i12 * cb) / det
+        a_b = (i02 * cr + i12 * cg + i22 * cb) / det
+        np.copyto(ar, a_r)
+        np.copyto(ag, a_g)
+        np.copyto(ab, a_b)
+        bb = c[20]
+        np.subtract(mp, ar * mr + ag * mg + ab * mb, out=bb)
+        for x in (ar, ag, ab, bb):
+            box_mean_into(x, radius, t)
+            np.copyto(x, t)
+        q = self.filtered
+        np.multiply(ar, r_, out=q)
+        q += ag * g_
+        q += ab * b_
+        q += bb
 
     def smooth(self, mask: np.ndarray, smoothing: float) -> None:
         m, out = mask, self.smoothed

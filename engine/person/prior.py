@@ -150,8 +150,8 @@ class BodyPrior:
         if every <= 0:
             return self._aside(mask, "budget")
         if self._future is not None and self._future.done():
-            self._collect(self._future.result())
-            self._future = None
+            future, self._future = self._future, None
+            self._collect(future.result())  # the worker's exception, if any, is this frame's
         due = self._since >= every or self._gate is None or self._pending_check is not None
         if self._future is None and due:
             job = self._pending_check

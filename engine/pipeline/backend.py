@@ -118,8 +118,11 @@ def choose_backend(choice: str, effect: str, status: GpuStatus | None = None) ->
     return BackendChoice("cuda", full_path, tensorrt=True)
 
 
-def make_pipeline(config: PipelineConfig, choice: BackendChoice | None = None) -> Pipeline:
-    """The pipeline for ``config.backend`` (resolved by ``choose_backend``; logged)."""
+def make_pipeline(
+    config: PipelineConfig, choice: BackendChoice | None = None, *, live: bool = False
+) -> Pipeline:
+    """The pipeline for ``config.backend`` (resolved by ``choose_backend``; logged). ``live``:
+    a real-time session (the body prior runs on a thread of its own; files run it inline)."""
     from engine.pipeline.pipeline import Pipeline
 
     c = choice or choose_backend(config.backend, config.effect.name)
@@ -129,6 +132,6 @@ def make_pipeline(config: PipelineConfig, choice: BackendChoice | None = None) -
 
         p: Pipeline = CudaPipeline(config, tensorrt=c.tensorrt)
     else:
-        p = Pipeline(config)
+        p = Pipeline(config, body_async=live)
     p.backend_reason = c.reason
     return p

@@ -216,6 +216,9 @@ class CudaPipeline(Pipeline):
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
+        if self.config.model.person_model != "off":
+            # The body prior is not on the GPU path yet ("The whole frame on the GPU").
+            out["person"] = {"state": "off: not on the cuda backend yet"}
         if self.chain is not None:
             out["kernels"] = self.gpu.module.source
             out["gpu"] = self.gpu.device.name

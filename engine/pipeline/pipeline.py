@@ -224,7 +224,11 @@ class Pipeline:
         r = s.refiner
         mask = s.mask
         if m.guided and s.quality.guided:
-            r.guided(mask, s.preprocessor.luma, m.radius, m.eps)
+            if m.guide == "colour":
+                assert s.backend is not None
+                r.guided_colour(mask, s.backend.input.reshape(3, *mask.shape), m.radius, m.eps)
+            else:
+                r.guided(mask, s.preprocessor.luma, m.radius, m.eps)
             mask = r.filtered
         r.smooth(mask, m.smoothing)
         r.ramp(m.threshold, m.feather)

@@ -185,7 +185,7 @@ class Session:
             offer_sdp = sdp.filter_candidates(offer_sdp, sdp.local_only(rtc.own_addresses()))
         # Made here, not in the worker: a bad setting fails the offer, not the first frame.
         if self.processes:
-            self._pipeline = make_pipeline(self.config)
+            self._pipeline = make_pipeline(self.config, live=True)
         if self.kind == "play":
             self.play_video = PacketTrack("video")
             self.play_audio = PacketTrack("audio")
