@@ -44,6 +44,7 @@ PRESENCE = 0.5  # the body model's pose flag above which a body is there
 WEAK = 0.15  # body probability that counts as body where it touches the body
 MIN_PERSON = 0.004  # the selfie mask's largest part must cover this share of the frame
 MARGIN = 2.0  # crop side / the person's larger extent (the scale the model segments best)
+TRACK_REACH = 0.15  # the person is tracked within this share of her height around the gate
 GATE_GROW = 0.03  # the gate reaches this share of the body's height beyond the body
 CHECK_MARGIN = 1.1  # crop side / the removed part's larger extent, for the second-person check
 OTHER_PERSON = 0.25  # removed parts at least this share of the body's area are checked
@@ -113,7 +114,9 @@ class BodyPrior:
     def reset(self) -> None:
         """Forget the person (a scene cut, a new size)."""
         self._gate: np.ndarray | None = None
-        self._gate_anchor = (0.0, 0.0)
+        self._wide: np.ndarray | None = None  # the gate grown: where the person is tracked
+        self._ref: np.ndarray | None = None  # the selfie mask there, at the gate's frame
+        self._cur = np.empty((0, 0), np.float32)
         self._shift = (0.0, 0.0)
         self._since = 10**9
         self._frame_index = 0
@@ -241,10 +244,15 @@ class BodyPrior:
         gate = self._make_gate(body, r.job.selfie, landmarks)
         if gate is None:
             return
-        anchor = _centroid((r.job.selfie > 0.5) & (gate > 0.5))
-        if anchor is None:
-            return
-        self._gate, self._gate_anchor, self._shift = gate, anchor, (0.0, 0.0)
+        rows = np.nonzero((gate > 0.5).any(axis=1))[0]
+        reach = max(3, round(TRACK_REACH * (rows[-1] - rows[0] + 1))) if rows.size else 3
+        kw = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        wide = cv2.dilate((gate > 0.5).astype(np.uint8), kw).astype(np.float32)
+        half = (max(1, wide.shape[1] // 2), max(1, wide.shape[0] // 2))
+        self._ref = cv2.resize(r.job.selfie * wide, half, interpolation=cv2.INTER_AREA)
+        self._cur = np.empty_like(self._ref)
+        self._gate, self._wide = gate, wide
+        self._shift = (0.0, 0.0)
         self.state = "fused"
 
     def _make_gate(
@@ -312,18 +320,28 @@ class BodyPrior:
         return _Job("check", crop, self._frame_index, None, float(area), part)
 
     def _follow(self, mask: np.ndarray) -> np.ndarray | None:
-        """The gate moved with the person: the centroid of the selfie mask inside the gate
-        (where it was last frame), against that centroid when the gate was made."""
-        assert self._gate is not None
-        gate = _shifted(self._gate, *self._shift) if any(self._shift) else self._gate
-        c = _centroid((mask > 0.5) & (gate > 0.5))
-        if c is None:
+        """The gate moved with the person: the shift of the selfie mask around her from frame
+        to frame, by phase correlation (robust to parts of the mask coming and going, which
+        would move a centroid), added up since the gate's frame."""
+        assert self._gate is not None and self._wide is not None and self._ref is not None
+        dx, dy = self._shift
+        region = _shifted(self._wide, dx, dy) if any(self._shift) else self._wide
+        cur = self._cur
+        # At half the grid's resolution: a quarter of the transform's cost, shifts to ±1 px.
+        cv2.resize(
+            mask * region, (cur.shape[1], cur.shape[0]), dst=cur, interpolation=cv2.INTER_AREA
+        )
+        if float(cur.sum()) < 0.25:
             return None
-        shift = (c[0] - self._gate_anchor[0], c[1] - self._gate_anchor[1])
-        if abs(shift[0] - self._shift[0]) < 0.25 and abs(shift[1] - self._shift[1]) < 0.25:
-            return gate
-        self._shift = shift
-        return _shifted(self._gate, *shift)
+        (ddx, ddy), response = cv2.phaseCorrelate(self._ref, cur)
+        limit = max(cur.shape) / 8
+        if response > 0.02 and abs(ddx) < limit and abs(ddy) < limit:
+            dx, dy = dx + 2 * ddx, dy + 2 * ddy
+        self._shift = (float(dx), float(dy))
+        self._ref, self._cur = cur, self._ref  # this frame is the next one's reference
+        if abs(dx) < 0.25 and abs(dy) < 0.25:
+            return self._gate
+        return _shifted(self._gate, dx, dy)
 
     def stats(self) -> dict[str, Any]:
         st = self.stats_

@@ -28,13 +28,13 @@ class Quality:
     guided: bool = True  # the guided filter on the matte (when the config enables it)
     blur_level_bias: int = 0  # blur the background this many pyramid levels lower
     gan_scale: float = 1.0  # run a GAN generator on the frame scaled by this much
-    body_every: int = 8  # refresh the body prior every n-th frame; 0 = no body prior
+    body_every: int = 10  # refresh the body prior every n-th frame; 0 = no body prior
 
 
 QUALITY_LEVELS: tuple[Quality, ...] = (
     Quality(0, "full"),
     Quality(1, "skip-static", skip_static=True),
-    Quality(2, "light", skip_static=True, blur_level_bias=1, gan_scale=0.75, body_every=12),
+    Quality(2, "light", skip_static=True, blur_level_bias=1, gan_scale=0.75, body_every=15),
     Quality(
         3,
         "half-rate",
@@ -42,7 +42,7 @@ QUALITY_LEVELS: tuple[Quality, ...] = (
         skip_static=True,
         blur_level_bias=1,
         gan_scale=0.5,
-        body_every=16,
+        body_every=20,
     ),
     Quality(
         4,
