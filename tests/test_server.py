@@ -226,7 +226,14 @@ def test_websocket_offer_settings_and_stats(server, clip) -> None:
             await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
             await ws.send(
                 json.dumps(
-                    {"type": "settings", "settings": {"effect": "colour", "colour": "#ff0000"}}
+                    {
+                        "type": "settings",
+                        "settings": {
+                            "effect": "colour",
+                            "colour": "#ff0000",
+                            "person_model": "full",
+                        },
+                    }
                 )
             )
             applied = json.loads(await ws.recv())
@@ -245,6 +252,9 @@ def test_websocket_offer_settings_and_stats(server, clip) -> None:
     assert stats["settings"]["effect"]["name"] == "colour"
     assert {"fps_in", "fps_out", "dropped", "quality", "stages"} <= set(stats)
     assert stats["stages"]["composite"]["median_ms"] > 0 and received > 20
+    # The body prior, switched to the full model, runs on its own thread in a live session.
+    assert stats["settings"]["model"]["person_model"] == "full"
+    assert stats["person"]["model"] == "full" and stats["person"]["asynchronous"] is True
     # Closing the WebSocket ended the session.
     assert wait_for(lambda: health(server)["sessions"] == 0)
 

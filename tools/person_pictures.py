@@ -57,7 +57,9 @@ def main() -> int:
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 tile = cv2.resize(frame_rgb(out, FRAME), (640, 360), interpolation=cv2.INTER_AREA)
                 label = "selfie matte alone" if model == "off" else "with the body prior (lite)"
-                cv2.putText(tile, label, (12, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+                cv2.putText(
+                    tile, label, (12, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2
+                )
                 tiles.append(tile)
             rows.append(np.hstack(tiles))
     picture = np.vstack(rows)

@@ -214,11 +214,14 @@ class CudaPipeline(Pipeline):
     def alpha(self) -> np.ndarray | None:
         return None if self.chain is None else self.chain.download_alpha()
 
+    def person_stats(self) -> dict[str, Any] | None:
+        if self.config.model.person_model == "off":
+            return None
+        # The body prior is not on the GPU path yet ("The whole frame on the GPU").
+        return {"state": "off: not on the cuda backend yet"}
+
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        if self.config.model.person_model != "off":
-            # The body prior is not on the GPU path yet ("The whole frame on the GPU").
-            out["person"] = {"state": "off: not on the cuda backend yet"}
         if self.chain is not None:
             out["kernels"] = self.gpu.module.source
             out["gpu"] = self.gpu.device.name

@@ -304,6 +304,10 @@ class Pipeline:
     def model(self) -> ModelSpec | None:
         return None if self._state is None else self._state.model
 
+    def person_stats(self) -> dict[str, Any] | None:
+        """The body prior's state, runs and fallbacks (None when it is off)."""
+        return self._body.stats() if self._body is not None else None
+
     def stats(self) -> dict[str, Any]:
         """Counters, the quality level and its changes, and per-stage timings."""
         session = self.session
@@ -315,7 +319,7 @@ class Pipeline:
             "scene_cuts": session.scene_cuts,
             "model": self.model.name if self.model else None,
             "budget": self.budget.stats(),
-            "person": self._body.stats() if self._body is not None else None,
+            "person": self.person_stats(),
             "stages": self.times.summary(),
             "config": describe(self.config),
         }

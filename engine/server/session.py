@@ -439,6 +439,7 @@ class Session:
             "model": pipeline.model.name if pipeline.model else None,
             "inferences": pipeline.session.inferences,
             "reused_masks": pipeline.session.reused,
+            "person": pipeline.person_stats(),
         }
 
     # -- control ----------------------------------------------------------------------------
