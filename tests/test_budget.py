@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.config import BudgetConfig, EffectConfig, PipelineConfig
+from engine.config import BudgetConfig, EffectConfig, ModelConfig, PipelineConfig
 from engine.inference import InferenceBackend
 from engine.models.registry import ModelSpec
 from engine.ops import cpu
@@ -77,6 +77,9 @@ def slow_pipeline(budget_ms: float, delay: float) -> tuple[Pipeline, list[SlowBa
     config = PipelineConfig(
         effect=EffectConfig(name="colour"),
         budget=BudgetConfig(budget_ms=budget_ms, window=5, recover_frames=20),
+        # The selfie model's budget alone: an inline body-prior run (every 10th frame) would be
+        # the p90 of every 5-frame window. (Live sessions run it off the frame's path.)
+        model=ModelConfig(person_model="off"),
     )
     return Pipeline(config, backend_factory=factory), made
 

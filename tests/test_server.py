@@ -66,7 +66,11 @@ def regions(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def test_effect_is_applied_and_teardown_frees_the_session(server, clip) -> None:
     async def run():
-        frames, c = await session_frames(server, clip, {"effect": "colour", "colour": "green"})
+        # The codec round trip's fidelity alone: on two cores shared with the client, the body
+        # prior's thread costs the encoder quality (person pixels 9.6–10.3 levels off the sent
+        # frames in 2 runs of 5, against 7.5 without it).
+        settings = {"effect": "colour", "colour": "green", "person_model": "off"}
+        frames, c = await session_frames(server, clip, settings)
         assert health(server)["sessions"] == 1
         status = await c.stop()
         return frames, c, status

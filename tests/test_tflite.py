@@ -69,8 +69,8 @@ def _opcode_field_positions(data: bytes, opcode_name: str) -> list[tuple[int, st
 def test_unknown_op_is_an_error_that_names_it(general_bytes: bytes) -> None:
     data = bytearray(general_bytes)
     for pos, fmt in _opcode_field_positions(general_bytes, "HARD_SWISH"):
-        struct.pack_into("<" + fmt, data, pos, 17)  # MAX_POOL_2D: real, but not converted
-    with pytest.raises(ModelError, match=r"unsupported TFLite op MAX_POOL_2D \(operator \d+\)"):
+        struct.pack_into("<" + fmt, data, pos, 25)  # SOFTMAX: real, but not converted
+    with pytest.raises(ModelError, match=r"unsupported TFLite op SOFTMAX \(operator \d+\)"):
         convert_tflite(bytes(data), graph_name="patched")
 
 

@@ -25,7 +25,10 @@ several people, or the budget level allows no body model.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +52,7 @@ GATE_GROW = 0.03  # the gate reaches this share of the body's height beyond the 
 CHECK_MARGIN = 1.1  # crop side / the removed part's larger extent, for the second-person check
 OTHER_PERSON = 0.25  # removed parts at least this share of the body's area are checked
 SHOULDERS = (11, 12)  # BlazePose's shoulder landmarks
+BACKGROUND_NICE = 10  # the asynchronous body model's thread runs at this nice value
 CHECK_EVERY = 30  # frames a "several people" verdict holds before it is checked again
 
 
@@ -99,7 +103,9 @@ class BodyPrior:
         self.model = body_model or BodyModel(model, threads)
         self.asynchronous = asynchronous
         self._pool = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="livefx-body")
+            concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="livefx-body", initializer=_background_priority
+            )
             if asynchronous
             else None
         )
@@ -274,23 +280,22 @@ class BodyPrior:
         lifted = np.maximum(body, weak.astype(np.float32))
         gate: np.ndarray = cv2.blur(cv2.dilate(lifted, k), (grow + 1, grow + 1))
         # The parts of the selfie mask the gate removes (opened: thin strips of background the
-        # selfie model kept are not parts). One that touches her, lies below her shoulders and
-        # reaches the bottom of the frame rests in front of her (on her lap, on the desk): it
-        # stays, as what she holds does. A large other one may be a second person: check it.
+        # selfie model kept are not parts). One that touches her and lies below her shoulders
+        # rests in front of or against her (on her lap, on the desk, in her arms): it stays, as
+        # what she holds does. A large other one may be a second person: check it.
         raw = ((selfie > 0.5) & (gate < 0.5)).astype(np.uint8)
+        if not raw.any():
+            return gate
         removed = cv2.morphologyEx(raw, cv2.MORPH_OPEN, k)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(removed, connectivity=8)
-        if n <= 1:
-            return gate
-        gh = gate.shape[0]
         near = cv2.dilate((gate >= 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         touching = set(np.unique(labels[near & (labels > 0)]).tolist())
-        shoulders = self._shoulder_row(landmarks, gh)
+        shoulders = self._shoulder_row(landmarks, gate.shape[0])
         body_area = float(solid.sum())
         resting = np.zeros_like(raw)
         for part in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[part])
-            if part in touching and shoulders is not None and y >= shoulders and y + h >= gh:
+            if part in touching and shoulders is not None and y >= shoulders:
                 resting[labels == part] = 1
             elif (
                 area >= OTHER_PERSON * body_area
@@ -299,9 +304,19 @@ class BodyPrior:
             ):
                 self._pending_check = self._check_job(x, y, w, h, labels == part, area)
                 self._checking = True
+        grown: np.ndarray = cv2.dilate(resting, k)
+        resting = (grown & raw) | resting  # whole again after the opening
+        if shoulders is not None:
+            # Thin pieces the opening dropped (a helmet's rim beyond the body's edge): kept where
+            # they touch her below the shoulders, as the parts above are.
+            opened: np.ndarray = cv2.dilate(removed, k)
+            thin: np.ndarray = raw & (1 - opened)
+            thin[: max(0, int(np.ceil(shoulders))), :] = 0
+            m, tl = cv2.connectedComponents(thin, connectivity=8)
+            if m > 1:
+                keep = np.unique(tl[near & (tl > 0)])
+                resting |= np.isin(tl, keep[keep > 0]).astype(np.uint8)
         if resting.any():
-            grown: np.ndarray = cv2.dilate(resting, k)
-            resting = (grown & raw) | resting  # whole again after the opening
             gate = np.maximum(gate, cv2.blur(resting.astype(np.float32), (3, 3)))
         return gate
 
@@ -356,6 +371,13 @@ class BodyPrior:
             "run_ms_median": round(float(np.median(runs)), 3),
             "asynchronous": self.asynchronous,
         }
+
+
+def _background_priority() -> None:
+    """The body model's thread yields to the frame path and the encoders (Linux: a thread's
+    nice value is its own)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
