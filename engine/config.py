@@ -44,7 +44,9 @@ class ModelConfig:
 
     segmenter: str = "auto"  # auto | general | landscape
     landscape_min_aspect: float = 1.5  # width/height at or above which auto picks landscape
-    person_model: str = "lite"  # off | lite | full: the body prior (engine/person)
+    # off | lite | full: the body prior (engine/person). Off by default until its cost fits: +4.4 ms
+    # per 720p frame here, and on two cores its thread costs a live session's encoder and A/V sync.
+    person_model: str = "off"
 
     def __post_init__(self) -> None:
         _check_choice("segmenter", self.segmenter, SEGMENTER_CHOICES)

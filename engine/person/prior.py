@@ -144,7 +144,8 @@ class BodyPrior:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # Not waiting: a run in flight finishes on its own thread, which then exits.
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the frame path -------------------------------------------------------------------------
 
