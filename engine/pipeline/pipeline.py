@@ -39,7 +39,6 @@ from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
 from engine.ops import cpu
-from engine.person.prior import BodyPrior
 from engine.pipeline.budget import BudgetController, Quality
 from engine.pipeline.state import FrameState, SessionState
 from engine.pipeline.timing import StageTimes
@@ -69,7 +68,7 @@ class Pipeline:
         waits for it); files and tests run it inline, so that results do not depend on timing."""
         self.config = config or PipelineConfig()
         self.body_async = body_async
-        self._body: BodyPrior | None = None
+        self._body: Any = None  # engine.person.prior.BodyPrior, made by the body stage
         self.times = StageTimes(self.config.stats_window)
         self.budget = BudgetController(self.config.budget)
         self.session = SessionState()
@@ -203,6 +202,8 @@ class Pipeline:
     def _body_prior(self, s: FrameState) -> None:
         m = self.config.model
         if self._body is None:
+            from engine.person.prior import BodyPrior  # only when the prior is on
+
             self._body = BodyPrior(
                 m.person_model,
                 threads=self.config.inference.threads,
