@@ -33,6 +33,24 @@ def _resolve(
     return (1, *(int(d) for d in shape[1:]))  # type: ignore[arg-type]
 
 
+def cpu_session(model: bytes, threads: int, what: str = "the model") -> ort.InferenceSession:
+    """An ONNX Runtime CPU session as LiveFX runs every model: sequential, ``threads`` intra-op
+    threads, all graph optimisations, denormals as zero; a load failure is a ``ModelError``."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    # Denormal floats are slow on x86 and meaningless for a mask.
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    try:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"ONNX Runtime cannot load {what}: {first}") from exc
+
+
 class OnnxRuntimeBackend:
     """One ONNX model on ONNX Runtime's CPU provider with float32 I/O.
 
@@ -44,19 +62,7 @@ class OnnxRuntimeBackend:
     def __init__(
         self, model: bytes, *, input_shape: tuple[int, ...] | None = None, threads: int = 1
     ) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # Denormal floats are slow on x86 and meaningless for a mask.
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        try:
-            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"ONNX Runtime cannot load the model: {first}") from exc
+        self.session = cpu_session(model, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(

@@ -392,8 +392,8 @@ def unary(ctx: Context, op: Operator) -> None:
     ctx.node(_UNARY[op.opcode], [x], [ctx.output(op)], f"{op.opcode.lower()}_{op.index}")
 
 
-@converts("AVERAGE_POOL_2D")
-def average_pool_2d(ctx: Context, op: Operator) -> None:
+@converts("AVERAGE_POOL_2D", "MAX_POOL_2D")
+def pool_2d(ctx: Context, op: Operator) -> None:
     opts = _options(op)
     padding = opts.scalar(0, "b", PADDING_SAME)
     stride = (opts.scalar(2, "i", 1), opts.scalar(1, "i", 1))
@@ -406,18 +406,15 @@ def average_pool_2d(ctx: Context, op: Operator) -> None:
     )
     _check_out_hw(op, ctx, (out_hw[0], out_hw[1]))
     x = ctx.activation(op.inputs[0], op)
-    # TFLite averages over the pixels inside the image only: count_include_pad=0.
-    ctx.fused(
-        op,
-        act,
-        "AveragePool",
-        [x],
-        f"average_pool_{op.index}",
-        kernel_shape=list(kernel),
-        strides=list(stride),
-        pads=pads,
-        count_include_pad=0,
-    )
+    attrs = {"kernel_shape": list(kernel), "strides": list(stride), "pads": pads}
+    if op.opcode == "AVERAGE_POOL_2D":
+        # TFLite averages over the pixels inside the image only: count_include_pad=0.
+        ctx.fused(
+            op, act, "AveragePool", [x], f"average_pool_{op.index}", count_include_pad=0, **attrs
+        )
+    else:
+        # ONNX MaxPool ignores padded positions, as TFLite's SAME max pool does.
+        ctx.fused(op, act, "MaxPool", [x], f"max_pool_{op.index}", **attrs)
 
 
 @converts("MEAN")
@@ -496,33 +493,6 @@ def pad(ctx: Context, op: Operator) -> None:
     if tuple(want[::3]) != tuple(in_shape[::3]):
         raise ModelError(f"PAD (operator {op.index}): output shape {want} from {in_shape}")
     ctx.pending_pads[op.outputs[0]] = (op, op.inputs[0], pads)
-
-
-@converts("MAX_POOL_2D")
-def max_pool_2d(ctx: Context, op: Operator) -> None:
-    opts = _options(op)
-    padding = opts.scalar(0, "b", PADDING_SAME)
-    stride = (opts.scalar(2, "i", 1), opts.scalar(1, "i", 1))
-    kernel = (opts.scalar(4, "i", 1), opts.scalar(3, "i", 1))
-    act = opts.scalar(5, "b", ACT_NONE)
-    in_shape = ctx.tensor(op.inputs[0]).shape
-    pads = _spatial_pads(op, padding, (in_shape[1], in_shape[2]), kernel, stride)
-    out_hw = tuple(
-        (in_shape[1 + i] + pads[i] + pads[2 + i] - kernel[i]) // stride[i] + 1 for i in range(2)
-    )
-    _check_out_hw(op, ctx, (out_hw[0], out_hw[1]))
-    x = ctx.activation(op.inputs[0], op)
-    # ONNX MaxPool ignores padded positions, as TFLite's SAME max pool does.
-    ctx.fused(
-        op,
-        act,
-        "MaxPool",
-        [x],
-        f"max_pool_{op.index}",
-        kernel_shape=list(kernel),
-        strides=list(stride),
-        pads=pads,
-    )
 
 
 @converts("RESHAPE")

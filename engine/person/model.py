@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 
 from engine.errors import ModelError
+from engine.inference.onnxruntime import cpu_session
 from engine.models.registry import BODY_MODELS, load_body_model
 
 SIZE = 256
@@ -43,18 +43,7 @@ class BodyModel:
                 f"unknown body model {name!r}; expected one of {', '.join(BODY_MODELS)}"
             )
         blob = model if model is not None else load_body_model(name)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        try:
-            self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"ONNX Runtime cannot load the body model: {first}") from exc
+        self.session = cpu_session(blob, threads, "the body model")
         names = [o.name for o in self.session.get_outputs()]
         if sorted(names) != sorted(OUTPUTS) or len(self.session.get_inputs()) != 1:
             raise ModelError(f"not a LiveFX body model: outputs {names}, expected {list(OUTPUTS)}")
