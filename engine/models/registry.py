@@ -63,11 +63,16 @@ SEGMENTER_CHOICES = ("auto", *SEGMENTERS)
 def load_model(name: str) -> bytes:
     """The bytes of a shipped segmenter, checked against its recorded sha256."""
     spec = segmenter(name)
+    return _read_shipped(name, spec.path, spec.sha256)
+
+
+def _read_shipped(name: str, path: Path, sha256: str) -> bytes:
+    """A shipped MediaPipe model's bytes, checked against its recorded sha256."""
     try:
-        data = spec.path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
-        raise ModelError(f"model {name!r}: cannot read {spec.path}: {exc.strerror}") from exc
-    check_sha256(data, name, spec.path, spec.sha256, "run `make models` to rebuild it")
+        raise ModelError(f"model {name!r}: cannot read {path}: {exc.strerror}") from exc
+    check_sha256(data, name, path, sha256, "run `make models` to rebuild it")
     return data
 
 
@@ -151,12 +156,7 @@ def load_body_model(name: str) -> bytes:
         raise ConfigError(
             f"unknown person model {name!r}; expected one of {', '.join(PERSON_MODEL_CHOICES)}"
         )
-    try:
-        data = spec.path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"model {name!r}: cannot read {spec.path}: {exc.strerror}") from exc
-    check_sha256(data, name, spec.path, spec.sha256, "run `make models` to rebuild it")
-    return data
+    return _read_shipped(name, spec.path, spec.sha256)
 
 
 @dataclass(frozen=True)
