@@ -298,3 +298,25 @@ def test_bare_echo_mode_relays_frames(clip) -> None:
         assert min(float(np.abs(y - f.y.astype(int)).mean()) for f in clip.frames) < 4
     finally:
         s.stop()
+
+
+def test_a_timed_decoder_is_freed_without_the_cycle_collector() -> None:
+    """aiortc drops its decoder when a receiver stops; LiveFX's decode timing must not keep it
+    (a libvpx decoder holds a thread: a kept one per session was the soak test's thread leak)."""
+    import gc
+    import weakref
+
+    import aiortc.rtcrtpreceiver as receiver
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    rtc.encoders.install_decode_timing(lambda start, end, frames: None)
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    decoder = receiver.get_decoder(codec)
+    assert hasattr(decoder, "decode")
+    kept = [weakref.ref(decoder), weakref.ref(getattr(decoder, "_inner", decoder))]
+    gc.disable()
+    try:
+        del decoder
+        assert [ref() for ref in kept] == [None, None]
+    finally:
+        gc.enable()

@@ -33,8 +33,9 @@ def test_a_sixty_second_soak_keeps_serving_and_gives_everything_back(tmp_path) -
     assert high - low <= 2, summary  # descriptors flat while the sessions run
     # Once the sessions are deleted, what they held is given back.
     assert summary["after"]["fds"] <= summary["idle"]["fds"], summary
-    # Threads: each session's (worker, decoder) are gone; the shared pool may have grown a
-    # little past its idle size (asyncio's default executor starts its threads as needed).
+    # Threads: each session's (worker, decoder, and the codecs' own libvpx threads) are gone;
+    # the shared pool may have grown by one past its idle size (asyncio's default executor
+    # starts its threads as needed). A thread kept per session (two here) fails this.
     assert summary["after"]["threads"] < summary["threads_range"][0], summary
-    assert summary["after"]["threads"] <= summary["idle"]["threads"] + 2, summary
+    assert summary["after"]["threads"] <= summary["idle"]["threads"] + 1, summary
     assert (out / "soak.png").stat().st_size > 10_000

@@ -102,6 +102,24 @@ def _encoded(seconds: float) -> None:
     report_encode(seconds)
 
 
+class _TimedDecoder:
+    """aiortc's decoder, its ``decode`` timed. A wrapper and not a patched bound method: a
+    method stored on its own instance is a reference cycle, and the codec (libvpx keeps a
+    thread per context) would then outlive the session until the cyclic collector ran."""
+
+    def __init__(self, inner: Any, observers: list[Callable[[float, float, list[Any]], None]]):
+        self._inner = inner
+        self._observers = observers
+
+    def decode(self, encoded: Any) -> Any:
+        start = time.perf_counter()
+        result = self._inner.decode(encoded)
+        end = time.perf_counter()
+        for o in self._observers:
+            o(start, end, result)
+        return result
+
+
 def install_decode_timing(observe: Callable[[float, float, list[Any]], None]) -> None:
     """Call ``observe(start, end, frames)`` (perf_counter seconds, the decoded frames) for every
     video decode of aiortc's receivers in this process, on its decoder thread (wraps aiortc's
@@ -118,18 +136,7 @@ def install_decode_timing(observe: Callable[[float, float, list[Any]], None]) ->
         inner = make(codec)
         if not codec.mimeType.lower().startswith("video/"):
             return inner
-        original = inner.decode
-
-        def decode(encoded: Any) -> Any:
-            start = time.perf_counter()
-            result = original(encoded)
-            end = time.perf_counter()
-            for o in observers:
-                o(start, end, result)
-            return result
-
-        setattr(inner, "decode", decode)  # noqa: B010  (this instance's own, timed)
-        return inner
+        return _TimedDecoder(inner, observers)
 
     get_decoder._livefx_timed = True  # type: ignore[attr-defined]
     get_decoder._livefx_observers = observers  # type: ignore[attr-defined]
