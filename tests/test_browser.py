@@ -156,9 +156,9 @@ def test_gan_effect_from_the_page(server, browser_page) -> None:
         }""",
         timeout=15_000,
     )
+    # Still playing under the GAN (its frame rate is the benchmarks' business, not this test's).
     before = page.evaluate("window.livefx.framesDecoded")
-    page.wait_for_timeout(1500)
-    assert page.evaluate("window.livefx.framesDecoded") > before + 10  # still playing
+    page.wait_for_function(f"window.livefx.framesDecoded > {before + 10}", timeout=10_000)
 
 
 def test_clean_output_view(server, browser_page, tmp_path: Path) -> None:

@@ -50,28 +50,55 @@ def test_no_budget_means_full_quality() -> None:
     assert c.quality.level == 0 and not c.events
 
 
+class StageClock:
+    """The pipeline's clock in these tests: each reading costs ``stage_ns`` and a slow model's
+    run adds its delay, so the controller sees the same frame times on a busy machine as on an
+    idle one (wall time would make the level reached depend on the machine's load)."""
+
+    def __init__(self, stage_ns: int = 200_000) -> None:
+        self.ns = 0
+        self.stage_ns = stage_ns
+
+    def perf_counter_ns(self) -> int:
+        self.ns += self.stage_ns
+        return self.ns
+
+
 class SlowBackend:
-    """The real model's shapes, but ``run`` takes ``delay`` seconds: a deliberately slow stage."""
+    """The real model's shapes, but ``run`` takes ``delay`` seconds on the pipeline's clock: a
+    deliberately slow stage."""
 
     name = "slow"
 
-    def __init__(self, spec: ModelSpec, delay: float) -> None:
+    def __init__(self, spec: ModelSpec, delay: float, clock: StageClock) -> None:
         self.input = np.zeros((1, 3, spec.height, spec.width), np.float32)
         self.output = np.full((1, 1, spec.height, spec.width), 0.5, np.float32)
         self.delay = delay
+        self.clock = clock
         self.runs = 0
 
     def run(self) -> np.ndarray:
         self.runs += 1
-        time.sleep(self.delay)
+        self.clock.ns += int(self.delay * 1e9)
         return self.output
 
 
-def slow_pipeline(budget_ms: float, delay: float) -> tuple[Pipeline, list[SlowBackend]]:
+@pytest.fixture
+def clock(monkeypatch) -> StageClock:
+    import engine.pipeline.pipeline as pipeline_module
+
+    c = StageClock()
+    monkeypatch.setattr(pipeline_module, "time", c)
+    return c
+
+
+def slow_pipeline(
+    budget_ms: float, delay: float, clock: StageClock
+) -> tuple[Pipeline, list[SlowBackend]]:
     made: list[SlowBackend] = []
 
     def factory(spec: ModelSpec) -> InferenceBackend:
-        made.append(SlowBackend(spec, delay))
+        made.append(SlowBackend(spec, delay, clock))
         return made[-1]
 
     config = PipelineConfig(
@@ -84,8 +111,8 @@ def slow_pipeline(budget_ms: float, delay: float) -> tuple[Pipeline, list[SlowBa
     return Pipeline(config, backend_factory=factory), made
 
 
-def test_a_slow_model_on_a_moving_camera_drops_to_reusing_masks(astronaut_rgb) -> None:
-    p, made = slow_pipeline(budget_ms=8.0, delay=0.015)
+def test_a_slow_model_on_a_moving_camera_drops_to_reusing_masks(astronaut_rgb, clock) -> None:
+    p, made = slow_pipeline(budget_ms=8.0, delay=0.015, clock=clock)
     frames = [cpu.rgb_to_yuv420p(f) for f in camera_frames(astronaut_rgb, 320, 240, 60)]
     for f in frames:
         p.process(f)
@@ -104,8 +131,8 @@ def test_a_slow_model_on_a_moving_camera_drops_to_reusing_masks(astronaut_rgb) -
     assert p.quality.name == "full"
 
 
-def test_a_static_camera_settles_on_skipping_unchanged_frames(astronaut_rgb) -> None:
-    p, made = slow_pipeline(budget_ms=8.0, delay=0.015)
+def test_a_static_camera_settles_on_skipping_unchanged_frames(astronaut_rgb, clock) -> None:
+    p, made = slow_pipeline(budget_ms=8.0, delay=0.015, clock=clock)
     still = cpu.rgb_to_yuv420p(camera_frames(astronaut_rgb, 320, 240, 1)[0])
     rng = np.random.default_rng(0)
     for _ in range(80):
