@@ -8,6 +8,7 @@ scikit-image's coffee and cat (the last two are read from scikit-image too).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,9 @@ def cartoon_target(rgb: np.ndarray, colours: int = 8) -> np.ndarray:
     cv2.setRNGSeed(0)
     pixels = smooth.reshape(-1, 3).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
-    _, labels, centres = cv2.kmeans(pixels, colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
+    # OpenCV's stubs disagree across releases on ``bestLabels=None``: called untyped.
+    kmeans: Any = cv2.kmeans
+    _, labels, centres = kmeans(pixels, colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     flat = centres.astype(np.uint8)[labels.reshape(-1)].reshape(rgb.shape)
     grey = cv2.medianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 7)
     edges = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 4)
