@@ -89,10 +89,14 @@ def test_effect_is_applied_and_teardown_frees_the_session(server, clip) -> None:
         assert abs(float(np.median(y[background])) - 112) < 10
         v = yuv[H + H // 4 :].reshape(H // 2, W // 2)
         assert abs(float(np.median(v[background[::2, ::2]])) - 58) < 10
-    # The person's pixels match one of the sent frames closely (codecs both ways).
+    # The person's pixels match one of the sent frames closely (codecs both ways: two real-time
+    # VP8 encodes, whose quality follows the machine's load: 7.5–8.4 levels measured on two
+    # shared cores). Her pixels replaced by the green would be ~50 levels off.
     sent = [f.y for f in clip.frames]
     best = min(float(np.abs(ys[-1].astype(int) - s.astype(int))[person].mean()) for s in sent)
-    assert best < 8.0
+    assert best < 12.0
+    green = np.full_like(ys[-1], 112)
+    assert float(np.abs(green.astype(int) - sent[0].astype(int))[person].mean()) > 3 * 12.0
     assert wait_for(lambda: health(server)["sessions"] == 0)
 
 
