@@ -11,12 +11,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine import __version__
 from engine.config import (
     EFFECTS,
     GUIDES,
+    X264_PRESETS,
     BudgetConfig,
     EffectConfig,
     EncoderConfig,
@@ -167,6 +168,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         _pipeline_config(args),
         max_frames=args.max_frames,
         progress=False if args.json or args.quiet else None,
+        preset=args.preset,
     )
     if not args.quiet or args.json:
         print(format_summary(summary, args.json))
@@ -323,8 +325,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (its own print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"livefx: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="livefx", description="LiveFX: real-time person segmentation and video effects."
     )
     parser.add_argument("--version", action="version", version=f"livefx {__version__}")
@@ -336,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="file to write; a video's codec follows its extension")
     _add_pipeline_args(p)
     p.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
+    p.add_argument(
+        "--preset",
+        choices=X264_PRESETS,
+        default=None,
+        help="a video's encoder speed, x264's names (VP8 maps them onto its cpu-used; other "
+        "codecs ignore it); default superfast",
+    )
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_process)

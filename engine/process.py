@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,14 @@ def process_file(
     *,
     max_frames: int | None = None,
     progress: bool | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
-    """Process ``src`` into ``dst``; returns the summary (frames, per-stage median/p95 ms).
+    """Process ``src`` into ``dst``; returns the summary (frames, per-stage median/p95 ms, and
+    for a video each thread's share of the wall time).
+
+    A video is decoded, processed and encoded on three threads joined by small bounded queues:
+    the frames keep their order and none is dropped. ``preset`` is the encoder's (x264's names;
+    ``media.FILE_PRESET`` by default).
 
     A video that turns out truncated or corrupt part-way still gets its processed frames written
     (the output file is closed properly) before the ``InputError`` is raised.
@@ -38,7 +47,7 @@ def process_file(
     media.check_writable(dst_p)
     pipeline = make_pipeline(config)
     try:
-        return _run(pipeline, src_p, dst_p, config, max_frames, progress)
+        return _run(pipeline, src_p, dst_p, config, max_frames, progress, preset)
     finally:
         pipeline.close()
 
@@ -50,8 +59,10 @@ def _run(
     config: PipelineConfig,
     max_frames: int | None,
     progress: bool | None,
+    preset: str | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    busy: dict[str, Any] = {}
     if media.is_image_path(src_p):
         if not media.is_image_path(dst_p):
             kinds = ", ".join(media.IMAGE_EXTENSIONS)
@@ -76,19 +87,10 @@ def _run(
                 file=sys.stderr,
                 desc=src_p.name,
             )
-            writer: media.VideoWriter | None = None
             try:
-                for frame in reader:
-                    if writer is None:
-                        writer = media.VideoWriter(dst_p, frame.width, frame.height, reader.rate)
-                    writer.write(pipeline.process(frame))
-                    bar.update(1)
-                    if max_frames is not None and pipeline.frames >= max_frames:
-                        break
+                busy = _overlapped(pipeline, reader, dst_p, max_frames, bar, preset)
             finally:
                 bar.close()
-                if writer is not None:
-                    writer.close()
     summary: dict[str, Any] = {
         "input": str(src_p),
         "output": str(dst_p),
@@ -99,7 +101,7 @@ def _run(
         "width": width,
         "height": height,
         "frames": pipeline.frames,
-        "wall_s": round(time.perf_counter() - started, 3),
+        "wall_s": round(wall := time.perf_counter() - started, 3),
         "setup_ms": round(pipeline.setup_ns / 1e6, 3),
         "inferences": pipeline.session.inferences,
         "reused_masks": pipeline.session.reused,
@@ -110,7 +112,126 @@ def _run(
         },
         "config": describe(config),
     }
+    if busy:
+        # Each thread's busy time (not its waits) as a share of the whole command's wall time:
+        # overlapped, so the shares add up to more than 100 % when the threads keep up.
+        summary["preset"] = busy.pop("preset")
+        summary["threads"] = {
+            k: {"busy_s": round(v, 3), "share": round(v / max(wall, 1e-9), 3)}
+            for k, v in busy.items()
+        }
     return summary
+
+
+QUEUE_FRAMES = 4  # frames each queue holds: enough to absorb one slow frame, little memory
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put ``item``, waiting for room unless ``stop`` is set (then False)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _overlapped(
+    pipeline: Pipeline,
+    reader: media.VideoReader,
+    dst_p: Path,
+    max_frames: int | None,
+    bar: tqdm,
+    preset: str | None,
+) -> dict[str, Any]:
+    """Decode → process → encode, one thread each (this one processes). Returns each thread's
+    busy seconds. An error in any thread stops the others; a decode error (a truncated file)
+    is raised after every frame before it has been processed and written."""
+    decoded: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
+    prepared: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
+    stop = threading.Event()  # the processing thread is done with the input
+    abort = threading.Event()  # the encoder failed: nothing more is written
+    busy = {"decode": 0.0, "process": 0.0, "encode": 0.0}
+    failures: list[BaseException] = []
+    writer: media.VideoWriter | None = None
+
+    def decode() -> None:
+        frames = iter(reader)
+        try:
+            while not stop.is_set():
+                t = time.perf_counter()
+                frame = next(frames, _END)
+                busy["decode"] += time.perf_counter() - t
+                if not _put(decoded, frame, stop) or frame is _END:
+                    return
+        except BaseException as exc:  # a truncated or corrupt file: after the frames before it
+            _put(decoded, _Failed(exc), stop)
+
+    def encode() -> None:
+        try:
+            while True:
+                item = prepared.get()
+                if item is _END:
+                    return
+                t = time.perf_counter()
+                assert writer is not None
+                writer.encode(item)
+                busy["encode"] += time.perf_counter() - t
+        except BaseException as exc:  # a full disk, a codec refusing the frame
+            failures.append(exc)
+            abort.set()
+            while prepared.get() is not _END:  # let the processing thread finish its puts
+                pass
+
+    decoder = threading.Thread(target=decode, name="livefx-decode", daemon=True)
+    encoder = threading.Thread(target=encode, name="livefx-encode", daemon=True)
+    decoder.start()
+    input_error: BaseException | None = None
+    try:
+        while not abort.is_set():
+            item = decoded.get()
+            if item is _END:
+                break
+            if isinstance(item, _Failed):
+                input_error = item.exc
+                break
+            t = time.perf_counter()
+            if writer is None:
+                writer = media.VideoWriter(
+                    dst_p, item.width, item.height, reader.rate, preset=preset
+                )
+                encoder.start()
+            out = writer.prepare(pipeline.process(item))  # a copy: the pipeline reuses its output
+            busy["process"] += time.perf_counter() - t
+            prepared.put(out)
+            bar.update(1)
+            if max_frames is not None and pipeline.frames >= max_frames:
+                break
+    finally:
+        stop.set()
+        decoder.join()
+        if writer is not None:
+            prepared.put(_END)
+            encoder.join()
+            if not abort.is_set():
+                t = time.perf_counter()
+                writer.close()  # flushes the encoder's delayed frames
+                busy["encode"] += time.perf_counter() - t
+            else:
+                with contextlib.suppress(Exception):
+                    writer.container.close()
+    if failures:
+        raise failures[0]
+    if input_error is not None:
+        raise input_error
+    return {**busy, "preset": writer.preset if writer is not None else None}
 
 
 def format_summary(summary: dict[str, Any], as_json: bool) -> str:
@@ -125,4 +246,10 @@ def format_summary(summary: dict[str, Any], as_json: bool) -> str:
     lines.append(f"  {'stage':<12}{'median ms':>10}{'p95 ms':>10}")
     for stage, s in summary["stages"].items():
         lines.append(f"  {stage:<12}{s['median_ms']:>10.3f}{s['p95_ms']:>10.3f}")
+    if "threads" in summary:
+        shares = ", ".join(
+            f"{k} {v['busy_s']:.2f} s ({v['share']:.0%})" for k, v in summary["threads"].items()
+        )
+        lines.append(f"  threads, busy share of the wall time (overlapped): {shares}")
+        lines.append(f"  encoder preset {summary['preset']}")
     return "\n".join(lines)

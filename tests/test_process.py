@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -87,14 +88,47 @@ def test_max_frames_and_progress_off(tmp_path: Path) -> None:
     assert len(decode_all(out)) == 5
 
 
-def test_none_effect_passes_frames_through(tmp_path: Path) -> None:
-    clip = write_clip(tmp_path / "clip.y4m", frames=4)
+def test_none_effect_passes_frames_through_in_order(tmp_path: Path) -> None:
+    # More frames than the decode and encode queues hold, each different from the last: the
+    # three threads must keep every frame, in order.
+    clip = write_clip(tmp_path / "clip.y4m", width=320, height=240, frames=30)
     out = tmp_path / "o.y4m"
     assert main(["process", str(clip), str(out), "--effect", "none", "-q"]) == 0
     a, b = decode_all(clip), decode_all(out)
-    assert len(a) == len(b) == 4
+    assert len(a) == len(b) == 30
+    assert all(np.any(x != y) for x, y in itertools.pairwise(a))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)  # rawvideo both ways: bit-exact
+
+
+def test_a_video_summary_gives_each_threads_share_and_the_preset(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", width=320, height=240, frames=12)
+    out = tmp_path / "o.mp4"
+    result = run_cli("process", str(clip), str(out), "--preset", "ultrafast", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["preset"] == "ultrafast"
+    assert list(summary["threads"]) == ["decode", "process", "encode"]
+    for t in summary["threads"].values():
+        assert t["busy_s"] > 0 and 0 < t["share"] <= 1.0
+    assert len(decode_all(out)) == 12
+    text = run_cli("process", str(clip), str(out))
+    assert text.returncode == 0 and "threads, busy share of the wall time" in text.stdout
+    assert "encoder preset superfast" in text.stdout  # the files' default
+
+
+def test_a_full_disk_is_one_line_and_nothing_hangs(tmp_path: Path) -> None:
+    """The encoder's thread fails (ENOSPC from /dev/full): the command stops and says so."""
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    clip = write_clip(tmp_path / "clip.mp4", width=320, height=240, frames=60)
+    out = tmp_path / "out.mp4"
+    out.symlink_to(full)
+    result = run_cli("process", str(clip), str(out))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("livefx: error: "), result.stderr
 
 
 def faststart_clip(path: Path, frames: int = 30) -> Path:
@@ -159,6 +193,7 @@ def test_truncated_video_is_an_error_but_keeps_what_was_processed(tmp_path: Path
         ("bad_colour", r"colour: 'teal-ish' is not #rrggbb"),
         ("missing_background", r"nothere\.jpg: no such file"),
         ("bad_feather", r"feather: -1.0 is outside"),
+        ("bad_preset", r"preset.*'turbo'"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, setup: str, pattern: str) -> None:
@@ -209,6 +244,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, setup: str, pattern:
             "bad_colour": ["--effect", "colour", "--colour", "teal-ish"],
             "missing_background": ["--effect", "replace", "--background", "nothere.jpg"],
             "bad_feather": ["--feather", "-1"],
+            "bad_preset": ["--preset", "turbo"],
         }[setup]
     assert_one_line_error(run_cli("process", str(src), str(out), *extra), pattern)
 
