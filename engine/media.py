@@ -261,11 +261,10 @@ class VideoWriter:
         *,
         bitrate: int | None = None,
         preset: str | None = None,
-        threads: int = 0,
     ) -> None:
         """``preset``: an x264 preset name (its default here: ``FILE_PRESET``); VP8 maps it onto
-        libvpx's speed (``VP8_SPEED``); other codecs ignore it. ``threads``: the encoder's
-        threads, 0 for the codec's own choice from the cores."""
+        libvpx's speed (``VP8_SPEED``); other codecs ignore it. The encoders pick their thread
+        count from the cores (PyAV's default)."""
         self.path = check_writable(path)
         preset = preset or FILE_PRESET
         if preset not in VP8_SPEED:
@@ -284,8 +283,6 @@ class VideoWriter:
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.time_base = 1 / self.rate
-        self.stream.codec_context.thread_count = max(0, int(threads))
-        self.preset = preset
         if codec == "libx264":
             self.stream.options = {"crf": "18", "preset": preset}
             # Frame threads, not PyAV's default slices: a file wants throughput, not latency

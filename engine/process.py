@@ -62,7 +62,7 @@ def _run(
     preset: str | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    busy: dict[str, Any] = {}
+    busy: dict[str, float] = {}
     if media.is_image_path(src_p):
         if not media.is_image_path(dst_p):
             kinds = ", ".join(media.IMAGE_EXTENSIONS)
@@ -115,7 +115,7 @@ def _run(
     if busy:
         # Each thread's busy time (not its waits) as a share of the whole command's wall time:
         # overlapped, so the shares add up to more than 100 % when the threads keep up.
-        summary["preset"] = busy.pop("preset")
+        summary["preset"] = preset or media.FILE_PRESET
         summary["threads"] = {
             k: {"busy_s": round(v, 3), "share": round(v / max(wall, 1e-9), 3)}
             for k, v in busy.items()
@@ -150,7 +150,7 @@ def _overlapped(
     max_frames: int | None,
     bar: tqdm,
     preset: str | None,
-) -> dict[str, Any]:
+) -> dict[str, float]:
     """Decode → process → encode, one thread each (this one processes). Returns each thread's
     busy seconds. An error in any thread stops the others; a decode error (a truncated file)
     is raised after every frame before it has been processed and written."""
@@ -231,7 +231,7 @@ def _overlapped(
         raise failures[0]
     if input_error is not None:
         raise input_error
-    return {**busy, "preset": writer.preset if writer is not None else None}
+    return busy
 
 
 def format_summary(summary: dict[str, Any], as_json: bool) -> str:
