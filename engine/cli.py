@@ -73,6 +73,13 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         default=d_eff.region,
         help="gan: frame (the whole picture) or person (the person only); default frame",
     )
+    g.add_argument(
+        "--gan-size",
+        type=int,
+        default=d_eff.gan_size,
+        help="gan: run the generator with the frame's short side at most this many pixels and "
+        f"upsample along the frame's edges; 0 = full size (default {d_eff.gan_size})",
+    )
     g = p.add_argument_group("matte")
     g.add_argument("--threshold", type=float, default=d_mat.threshold, help="edge position 0..1")
     g.add_argument(
@@ -140,6 +147,7 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             colour=args.colour,
             model=args.model,
             region=args.region,
+            gan_size=args.gan_size,
         ),
         matte=MatteConfig(
             threshold=args.threshold,

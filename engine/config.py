@@ -87,6 +87,9 @@ class EffectConfig:
     colour: str = "green"  # colour: #rrggbb or a name; default broadcast chroma green
     model: str = "cartoon"  # gan: cartoon | enhance | a path to an image-to-image .onnx
     region: str = "frame"  # gan: the whole frame, or the person only
+    # gan: the generator runs with the frame's short side at most this many pixels, its result
+    # brought back to full size along the frame's edges (guided upsampling); 0 = full size.
+    gan_size: int = 360
 
     def __post_init__(self) -> None:
         _check_choice("effect", self.name, EFFECTS)
@@ -98,6 +101,14 @@ class EffectConfig:
                 f"model: {self.model!r} is not one of {', '.join(GENERATOR_NAMES)} or a .onnx file"
             )
         _check_choice("region", self.region, REGIONS)
+        if (
+            not isinstance(self.gan_size, int)
+            or isinstance(self.gan_size, bool)
+            or not (self.gan_size == 0 or 64 <= self.gan_size <= 4320)
+        ):
+            raise ConfigError(
+                f"gan_size: {self.gan_size!r} is not 0 (full size) or a short side of 64 … 4320"
+            )
         if self.background is not None and not isinstance(self.background, str):
             raise ConfigError(f"background: {self.background!r} is not a file path")
         if self.background == "":
@@ -358,6 +369,7 @@ SETTINGS: dict[str, tuple[str, str, type]] = {
     "person_model": ("model", "person_model", str),
     "model": ("effect", "model", str),
     "region": ("effect", "region", str),
+    "gan_size": ("effect", "gan_size", int),
 }
 
 
@@ -386,6 +398,13 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name}: {value!r} is not a number") from None
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{name}: {value!r} is not a whole number")
+        try:
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{name}: {value!r} is not a whole number") from None
     if not isinstance(value, str):
         raise ConfigError(f"{name}: {value!r} is not a string")
     return value

@@ -11,6 +11,7 @@ from engine.config import (
     PipelineConfig,
     describe,
     parse_colour,
+    update,
 )
 from engine.errors import ConfigError
 
@@ -23,6 +24,8 @@ from engine.errors import ConfigError
         (lambda: EffectConfig(colour="#12345"), "colour"),
         (lambda: EffectConfig(colour="chartreuse"), "colour"),
         (lambda: EffectConfig(background=""), "background"),
+        (lambda: EffectConfig(gan_size=32), "gan_size"),
+        (lambda: EffectConfig(gan_size=True), "gan_size"),  # type: ignore[arg-type]
         (lambda: MatteConfig(threshold=-0.1), "threshold"),
         (lambda: MatteConfig(feather=2), "feather"),
         (lambda: MatteConfig(smoothing=float("nan")), "smoothing"),
@@ -53,3 +56,15 @@ def test_colours() -> None:
     assert parse_colour("#00B140") == (0, 177, 64) == parse_colour("green")
     assert parse_colour("ff0000") == (255, 0, 0)
     assert EffectConfig(name="colour", colour="blue").rgb == (0, 71, 187)
+
+
+def test_the_gan_size_setting_takes_whole_numbers_from_strings_and_json() -> None:
+    c = PipelineConfig()
+    assert update(c, {"gan_size": "540"}).effect.gan_size == 540
+    assert update(c, {"gan_size": 0}).effect.gan_size == 0
+    assert update(c, {"gan_size": 480.0}).effect.gan_size == 480
+    for bad in ("big", 360.5, True, None):
+        with pytest.raises(ConfigError, match=r"^gan_size: .* not a whole number"):
+            update(c, {"gan_size": bad})
+    with pytest.raises(ConfigError, match=r"^gan_size: 10000 is not 0"):
+        update(c, {"gan_size": "10000"})

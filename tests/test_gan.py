@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -71,7 +72,7 @@ def test_shipped_generators_are_small_onnx_with_dynamic_size() -> None:
             assert b.output.shape == shape
 
 
-def run_gan(rgb: np.ndarray, **effect: str) -> np.ndarray:
+def run_gan(rgb: np.ndarray, **effect: str | int) -> np.ndarray:
     p = Pipeline(PipelineConfig(effect=EffectConfig(name="gan", **effect)))
     out = p.process(cpu.rgb_to_yuv420p(rgb))
     return cpu.yuv420p_to_rgb(out)
@@ -188,7 +189,9 @@ def test_a_fixed_size_user_model_gets_frames_resized_to_it(tmp_path: Path) -> No
     assert out.shape == photo.shape  # back at the frame's size
     ref = cpu.yuv420p_to_rgb(cpu.rgb_to_yuv420p(photo))
     diff = np.abs(out.astype(int) - ref.astype(int))
-    assert 1.0 < diff.mean() < 12.0  # the photo, softened by the trip through 128×96
+    # An identity model through 128×96: the guided upsampling restores the frame's own detail
+    # (a plain bilinear return leaves the photo softened: 9.0 levels off, measured).
+    assert diff.mean() < 3.0
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
@@ -205,3 +208,19 @@ def test_a_damaged_shipped_generator_is_refused(
     monkeypatch.setattr(registry, "MODEL_DIR", tmp_path)
     with pytest.raises(ModelError, match=r"model 'cartoon': .* has sha256 .*damaged or replaced"):
         Pipeline(PipelineConfig(effect=EffectConfig(name="gan", model="cartoon")))
+
+
+@pytest.mark.parametrize("model", ["cartoon", "enhance"])
+def test_a_reduced_size_generator_keeps_the_full_size_result(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = cv2.resize(sample_rgb("astronaut"), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    full = run_gan(photo, model=model, gan_size=0)
+    reduced = run_gan(photo, model=model)  # the default: short side 360
+    monkeypatch.setattr(
+        cpu.GuidedUpsampler, "__call__", lambda self, li, lo, fi, dst: cpu.resize_into(lo, dst)
+    )
+    plain = run_gan(photo, model=model)  # the same size, upsampled bilinearly
+    assert reduced.shape == full.shape
+    gain = metrics.psnr(reduced, full) - metrics.psnr(plain, full)
+    assert gain > 0.5, gain

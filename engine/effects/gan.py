@@ -71,6 +71,7 @@ class GanEffect(Effect):
         self._backends: dict[tuple[int, int], InferenceBackend] = {}
         self._pre: dict[tuple[int, int], cpu.Preprocessor] = {}
         self._to_yuv = cpu.RgbToYuv420p()
+        self._upsample = cpu.GuidedUpsampler()
         self._styled: FrameBuffer | None = None
 
     def configure(self, frame: FrameBuffer) -> None:
@@ -79,6 +80,9 @@ class GanEffect(Effect):
     def _size(self, frame: FrameBuffer, scale: float) -> tuple[int, int]:
         if self.fixed_size:
             return self.fixed_size
+        short = min(frame.width, frame.height)
+        if self.config.gan_size and short > self.config.gan_size:
+            scale *= self.config.gan_size / short
         # Generators work in quarter-resolution steps: multiples of 4.
         w = max(4, round(frame.width * scale / 4) * 4)
         h = max(4, round(frame.height * scale / 4) * 4)
@@ -100,8 +104,18 @@ class GanEffect(Effect):
         w, h = self._size(frame, s.quality.gan_scale)
         backend, pre = self._backend(w, h)
         pre(s.pyramids, backend.input, frame.colorspace, frame.full_range)
-        out = backend.run()
-        self._to_yuv(np.asarray(out[0]), styled)
+        rgb = np.asarray(backend.run()[0])
+        if (w, h) == frame.size:
+            self._to_yuv(rgb, styled)
+        else:  # reduced: back to full size along the frame's own edges, plane by plane
+            planes = self._to_yuv.planes(rgb, styled.colorspace, styled.full_range)
+            for k, (src, dst) in enumerate(
+                zip((frame.y, frame.u, frame.v), (styled.y, styled.u, styled.v), strict=True)
+            ):
+                if w >= dst.shape[1] and h >= dst.shape[0]:  # no upsampling (chroma, often)
+                    cpu.resize_into(planes[k], dst)
+                else:
+                    self._upsample(pre.small[k], planes[k], src, dst)
         if self.config.region == "person":
             cpu.composite_into(styled.y, frame.y, s.alpha_y, s.out.y, s.scratch_y)
             cpu.composite_into(styled.u, frame.u, s.alpha_uv, s.out.u, s.scratch_uv)
