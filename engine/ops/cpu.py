@@ -186,14 +186,13 @@ class GuidedUpsampler:
         i, q, mi, mq, a, b = t
         np.copyto(i, low_in, casting="unsafe")
         np.copyto(q, low_out, casting="unsafe")
-        k = (2 * self.radius + 1,) * 2
-        border = cv2.BORDER_REFLECT_101
-        cv2.boxFilter(i, -1, k, dst=mi, borderType=border)
-        cv2.boxFilter(q, -1, k, dst=mq, borderType=border)
+        r = self.radius
+        box_mean_into(i, r, mi)
+        box_mean_into(q, r, mq)
         np.multiply(i, q, out=a)
-        cv2.boxFilter(a, -1, k, dst=a, borderType=border)  # mean of I·q
+        box_mean_into(a, r, a)  # mean of I·q
         np.multiply(i, i, out=b)
-        cv2.boxFilter(b, -1, k, dst=b, borderType=border)  # mean of I²
+        box_mean_into(b, r, b)  # mean of I²
         np.multiply(mi, mq, out=q)
         np.subtract(a, q, out=a)  # cov(I, q)
         np.multiply(mi, mi, out=i)
