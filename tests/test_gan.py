@@ -16,6 +16,7 @@ from engine.errors import ModelError
 from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models.registry import load_generator
 from engine.ops import cpu
+from engine.ops.guided import GuidedUpsampler
 from engine.pipeline import Pipeline
 from engine.samples import sample_rgb
 
@@ -218,7 +219,7 @@ def test_a_reduced_size_generator_keeps_the_full_size_result(
     full = run_gan(photo, model=model, gan_size=0)
     reduced = run_gan(photo, model=model)  # the default: short side 360
     monkeypatch.setattr(
-        cpu.GuidedUpsampler, "__call__", lambda self, li, lo, fi, dst: cpu.resize_into(lo, dst)
+        GuidedUpsampler, "__call__", lambda self, li, lo, fi, dst: cpu.resize_into(lo, dst)
     )
     plain = run_gan(photo, model=model)  # the same size, upsampled bilinearly
     assert reduced.shape == full.shape

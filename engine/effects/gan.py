@@ -16,6 +16,7 @@ from engine.inference import InferenceBackend, create_backend
 from engine.inference.onnxruntime import DynamicShapeError
 from engine.models.registry import load_generator
 from engine.ops import cpu
+from engine.ops.guided import GuidedUpsampler
 
 if TYPE_CHECKING:
     from engine.pipeline.state import FrameState
@@ -71,7 +72,7 @@ class GanEffect(Effect):
         self._backends: dict[tuple[int, int], InferenceBackend] = {}
         self._pre: dict[tuple[int, int], cpu.Preprocessor] = {}
         self._to_yuv = cpu.RgbToYuv420p()
-        self._upsample = cpu.GuidedUpsampler()
+        self._upsample = GuidedUpsampler()
         self._styled: FrameBuffer | None = None
 
     def configure(self, frame: FrameBuffer) -> None:
