@@ -19,11 +19,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(PY)
+# pip builds the cpu backend's compiled loops (setup.py: kernels/cpu_fused.cpp) in place.
+$(VENV)/.installed: pyproject.toml setup.py kernels/cpu_fused.cpp | $(PY)
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
+$(VENV)/.installed-dev: pyproject.toml setup.py kernels/cpu_fused.cpp | $(PY)
 	$(PIP) install -e '.[dev,train]'
 	touch $@ $(VENV)/.installed
 
@@ -49,6 +50,7 @@ test: $(VENV)/.installed-dev $(HOST_LIB)
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
+	$(CXX) -fsyntax-only -std=c++17 -Wall -Wextra -Werror -I$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])") kernels/cpu_fused.cpp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

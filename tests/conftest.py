@@ -65,3 +65,17 @@ def server():
     s = ServerProcess("--max-sessions", "2", "--idle-timeout", "3", "--offer-rate", "1000")
     yield s
     s.stop()
+
+
+@pytest.fixture(params=["compiled", "opencv"])
+def loops(request, monkeypatch) -> str:
+    """Each cpu op run twice: with LiveFX's compiled loops (``engine.ops._fused``) and with the
+    OpenCV/NumPy passes that stand in for them where they are not built."""
+    from engine.ops import fused
+
+    if request.param == "compiled":
+        if fused.NATIVE is None:
+            pytest.skip(f"compiled loops absent: {fused.REASON}")
+    else:
+        monkeypatch.setattr(fused, "NATIVE", None)
+    return str(request.param)

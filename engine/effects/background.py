@@ -13,7 +13,7 @@ import numpy as np
 from engine.config import EffectConfig
 from engine.effects.base import Effect, register
 from engine.frame import FrameBuffer
-from engine.ops import cpu, reference
+from engine.ops import cpu, fused, reference
 from engine.ops.color import rgb_to_yuv
 
 if TYPE_CHECKING:
@@ -54,19 +54,24 @@ class BlurEffect(Effect):
         super().__init__(config, threads)
         self._blur = cpu.BackgroundBlur()
 
-    def render(self, s: FrameState) -> FrameBuffer:
+    def render(self, s: FrameState) -> FrameBuffer | fused.Background:
         assert s.refiner is not None
         if self.config.strength <= 0.0:
             return s.frame  # no blur: the frame is its own background
         bias = s.quality.blur_level_bias
         self._blur.new_frame()
-        planes = ((s.pyramids.y, s.bg.y), (s.pyramids.u, s.bg.u), (s.pyramids.v, s.bg.v))
-        for pyramid, plane in planes:
+        planes = []
+        for pyramid, key in (
+            (s.pyramids.y, "bg_y"),
+            (s.pyramids.u, "bg_u"),
+            (s.pyramids.v, "bg_v"),
+        ):
             # The plan is relative to each plane's own size, so chroma gets the same picture blur.
             w, h = pyramid.sizes[0]
             level, radius = blur_plan(self.config.strength, w, h, len(pyramid.sizes), bias)
-            self._blur(pyramid, level, s.refiner.matte, radius, plane)
-        return s.bg
+            small = self._blur(pyramid, level, s.refiner.matte, radius)
+            planes.append(s.across[key](small))  # the composite samples it down to full size
+        return planes[0], planes[1], planes[2]
 
 
 def fit_planes(src: FrameBuffer, out: FrameBuffer) -> None:
@@ -150,9 +155,12 @@ class ColourEffect(Effect):
         mat, offset = rgb_to_yuv(frame.colorspace, frame.full_range)
         yuv = np.clip(np.rint(mat @ (np.array(self.config.rgb) / 255.0) + offset), 0, 255)
         self.yuv = tuple(int(v) for v in yuv)  # Y, U, V code values (the GPU path reads them)
+        cw, ch = frame.u.shape[1], frame.u.shape[0]
+        self._rows = (
+            fused.constant_rows(frame.width, frame.height, self.yuv[0]),
+            fused.constant_rows(cw, ch, self.yuv[1]),
+            fused.constant_rows(cw, ch, self.yuv[2]),
+        )
 
-    def render(self, s: FrameState) -> FrameBuffer:
-        s.bg.y.fill(self.yuv[0])
-        s.bg.u.fill(self.yuv[1])
-        s.bg.v.fill(self.yuv[2])
-        return s.bg
+    def render(self, s: FrameState) -> fused.Background:
+        return self._rows  # one row of each plane's value

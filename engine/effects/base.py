@@ -10,6 +10,7 @@ from engine.errors import ConfigError
 from engine.frame import FrameBuffer
 
 if TYPE_CHECKING:
+    from engine.ops.fused import Background
     from engine.pipeline.state import FrameState
 
 
@@ -29,8 +30,9 @@ class Effect:
     def configure(self, frame: FrameBuffer) -> None:
         """Called when the frame size or colour conventions change, before ``render``."""
 
-    def render(self, s: FrameState) -> FrameBuffer | None:
-        """The background to composite under the person, or None when ``s.out`` is written."""
+    def render(self, s: FrameState) -> FrameBuffer | Background | None:
+        """The background to composite under the person (a frame, or planes given as rows that
+        the composite resamples, ``engine.ops.fused``), or None when ``s.out`` is written."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -32,5 +32,5 @@ class MaskEffect(Effect):
     composites = False
 
     def render(self, s: FrameState) -> None:
-        cpu.matte_to_yuv420p(s.alpha_y, s.out)
+        cpu.matte_to_yuv420p(s.alpha_full(), s.out)
         return None

@@ -15,7 +15,7 @@ from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.inference.onnxruntime import DynamicShapeError
 from engine.models.registry import load_generator
-from engine.ops import cpu
+from engine.ops import cpu, fused
 from engine.ops.guided import GuidedUpsampler
 
 if TYPE_CHECKING:
@@ -118,7 +118,9 @@ class GanEffect(Effect):
                 else:
                     self._upsample(pre.small[k], planes[k], src, dst)
         if self.config.region == "person":
-            cpu.composite_into(styled.y, frame.y, s.alpha_y, s.out.y, s.scratch_y)
-            cpu.composite_into(styled.u, frame.u, s.alpha_uv, s.out.u, s.scratch_uv)
-            cpu.composite_into(styled.v, frame.v, s.alpha_uv, s.out.v, s.scratch_uv)
+            assert s.alpha_rows_y is not None and s.alpha_rows_uv is not None
+            bg = fused.as_rows(frame)
+            s.compositor(styled.y, bg[0], s.alpha_rows_y, s.out.y)
+            s.compositor(styled.u, bg[1], s.alpha_rows_uv, s.out.u)
+            s.compositor(styled.v, bg[2], s.alpha_rows_uv, s.out.v)
         return None

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from engine.frame import FrameBuffer, chroma_size
-from engine.ops import reference
+from engine.ops import fused, reference
 from engine.ops.color import rgb_to_yuv, yuv_to_rgb
 
 
@@ -173,8 +173,12 @@ class MatteRefiner:
        the picture's edges (``guided``; skipped when off);
     2. motion-adaptive temporal smoothing (its state is ``previous``; ``reset()`` forgets it).
        It comes after the guided filter so that it also damps the noise the guide brings in;
-    3. the threshold/feather ramp: ``matte``, the low-resolution matte;
-    4. bilinear upsampling to each plane's size (``upsample``).
+    3. the threshold/feather ramp: ``matte``, the low-resolution matte, and ``small8``, its
+       8-bit version;
+    4. bilinear upsampling to each plane's size (``upsample``; the pipeline resamples
+       ``small8`` across instead and leaves the rest to the composite, ``engine.ops.fused``).
+
+    ``run`` does 1–3 in one call of the compiled loops where they exist.
     """
 
     def __init__(self, mask_w: int, mask_h: int) -> None:
@@ -186,11 +190,60 @@ class MatteRefiner:
         self._guide = np.empty(shape, np.float32)
         self._k = np.empty(shape, np.float32)
         self._t = [np.empty(shape, np.float32) for _ in range(6)]
-        self._small8 = np.empty(shape, np.uint8)
+        self.small8 = np.empty(shape, np.uint8)
         self._c: list[np.ndarray] | None = None  # the colour guided filter's buffers
+        self._scratch = fused.Scratch()
 
     def reset(self) -> None:
         self.previous = None
+
+    def run(
+        self,
+        mask: np.ndarray,
+        luma_small: np.ndarray | None,
+        *,
+        radius: int,
+        eps: float,
+        smoothing: float,
+        threshold: float,
+        feather: float,
+    ) -> None:
+        """Guided filter (``luma_small`` the guide; None: none), temporal smoothing, the ramp
+        and ``small8``: ``reference.refine`` up to its upsampling."""
+        lib = fused.NATIVE
+        if lib is None:
+            m = mask
+            if luma_small is not None:
+                self.guided(mask, luma_small, radius, eps)
+                m = self.filtered
+            self.smooth(m, smoothing)
+            self.ramp(threshold, feather)
+            self.quantise()
+            return
+        h, w = self.matte.shape
+        mask = np.ascontiguousarray(mask, np.float32)
+        first = self.previous is None
+        if self.previous is None:
+            self.previous = np.empty_like(self.smoothed)
+        lib.refine(
+            fused.addr(mask),
+            None if luma_small is None else fused.addr(luma_small),
+            0 if luma_small is None else luma_small.strides[0],
+            w,
+            h,
+            radius,
+            eps,
+            fused.addr(self.previous),
+            int(first),
+            smoothing,
+            threshold,
+            feather,
+            fused.addr(self.filtered),
+            fused.addr(self.smoothed),
+            fused.addr(self.matte),
+            fused.addr(self.small8),
+            fused.addr(self._scratch.get(6 * h * w + 2 * w + 2 * radius)),
+        )
 
     def guided(self, mask: np.ndarray, luma_small: np.ndarray, radius: int, eps: float) -> None:
         """He et al.'s guided filter (grey guide in [0, 1]) of ``mask`` into ``filtered``."""
@@ -314,32 +367,38 @@ class MatteRefiner:
         np.add(self.matte, 0.5, out=self.matte)
         np.clip(self.matte, 0.0, 1.0, out=self.matte)
 
+    def quantise(self) -> None:
+        """``small8`` from ``matte``: ⌊255·matte + 0.5⌋."""
+        np.multiply(self.matte, np.float32(255.0), out=self._t[0])
+        np.add(self._t[0], np.float32(0.5), out=self._t[0])
+        np.copyto(self.small8, self._t[0], casting="unsafe")
+
     def upsample(self, out: np.ndarray) -> None:
         """The low-resolution matte, bilinearly upsampled into ``out`` (uint8).
 
         Quantised to uint8 at low resolution first, so that the full-size pass reads and writes
         bytes, not floats (at most one level from resampling in float)."""
-        np.multiply(self.matte, np.float32(255.0), out=self._t[0])
-        np.add(self._t[0], np.float32(0.5), out=self._t[0])
-        np.copyto(self._small8, self._t[0], casting="unsafe")
-        resize_into(self._small8, out)
+        self.quantise()
+        resize_into(self.small8, out)
 
 
 class BackgroundBlur:
     """Blur of the background at a reduced resolution (a pyramid level), halo-free.
 
-    For each plane: take pyramid level ``level`` (2^level smaller), blur it with ``masked_blur``
-    (two box passes of ``radius``, weighted by the background share 1 − matte so the person's
-    colours do not bleed out), and upsample the result to the plane's full size into ``out``.
-    Where no background is within the blur's reach the pixel is kept as it is (it lies deep
-    under the person, where the matte hides it).
-    The blurred weight is computed once per frame for each (size, radius): U and V share it.
+    For each plane: take pyramid level ``level`` (2^level smaller) and blur it with
+    ``masked_blur`` (two box passes of ``radius``, weighted by the background share 1 − matte so
+    the person's colours do not bleed out), rounded to uint8 at that level; the composite
+    samples it up to the plane's size (``engine.ops.fused``). Where no background is within the
+    blur's reach the pixel is kept as it is (it lies deep under the person, where the matte
+    hides it). The blurred weight is computed once per frame for each (size, radius): U and V
+    share it. With the compiled loops each plane's blur is one call.
     """
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[int, int], list[np.ndarray]] = {}
         self._weights: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._frame_weights: set[tuple[int, int, int]] = set()
+        self._scratch = fused.Scratch()
 
     def new_frame(self) -> None:
         self._frame_weights.clear()
@@ -354,7 +413,8 @@ class BackgroundBlur:
     def _weight(
         self, matte: np.ndarray, w: int, h: int, radius: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(background share, its blur, where that blur is too small to divide by)."""
+        """(background share, its blur, where that blur is too small to divide by). With the
+        compiled loops the blur is left unclamped and the third is unused."""
         key = (w, h, radius)
         bufs = self._weights.get(key)
         if bufs is None:
@@ -367,20 +427,40 @@ class BackgroundBlur:
         if key not in self._frame_weights:
             resize_into(matte, share)
             np.subtract(np.float32(1.0), share, out=share)
-            box_mean_into(share, radius, den)
-            box_mean_into(den, radius, den)
-            np.less_equal(den, np.float32(1e-3), out=empty)
-            np.maximum(den, np.float32(1e-3), out=den)
+            lib = fused.NATIVE
+            if lib is not None:
+                scratch = self._scratch.get(h * w + 2 * w + 2 * radius)
+                lib.blur_den(fused.addr(share), fused.addr(den), fused.addr(scratch), w, h, radius)
+            else:
+                box_mean_into(share, radius, den)
+                box_mean_into(den, radius, den)
+                np.less_equal(den, np.float32(1e-3), out=empty)
+                np.maximum(den, np.float32(1e-3), out=den)
             self._frame_weights.add(key)
         return bufs
 
-    def __call__(
-        self, pyramid: Pyramid, level: int, matte: np.ndarray, radius: int, out: np.ndarray
-    ) -> None:
+    def __call__(self, pyramid: Pyramid, level: int, matte: np.ndarray, radius: int) -> np.ndarray:
+        """The blurred level (uint8, reused by the next frame)."""
         src = pyramid.level(level)
         h, w = src.shape
         share, den, empty = self._weight(matte, w, h, radius)
         x, num, tmp, small = self._buffers(w, h)
+        lib = fused.NATIVE
+        if lib is not None:
+            scratch = self._scratch.get(2 * h * w + 2 * w + 2 * radius)
+            lib.masked_blur(
+                fused.addr(src),
+                src.strides[0],
+                fused.addr(share),
+                fused.addr(den),
+                w,
+                h,
+                radius,
+                fused.addr(small),
+                small.strides[0],
+                fused.addr(scratch),
+            )
+            return small
         np.copyto(x, src, casting="unsafe")
         np.multiply(x, share, out=num)
         box_mean_into(num, radius, tmp)
@@ -392,7 +472,7 @@ class BackgroundBlur:
         np.add(num, np.float32(0.5), out=num)  # the uint8 conversion truncates: round
         np.clip(num, 0, 255, out=num)
         np.copyto(small, num, casting="unsafe")
-        resize_into(small, out)
+        return small
 
 
 def composite_into(

@@ -38,7 +38,7 @@ from engine.errors import LiveFXError, StageError
 from engine.frame import FrameBuffer
 from engine.inference import InferenceBackend, create_backend
 from engine.models.registry import ModelSpec, choose_segmenter, load_model
-from engine.ops import cpu
+from engine.ops import cpu, fused
 from engine.pipeline.budget import BudgetController, Quality
 from engine.pipeline.state import FrameState, SessionState
 from engine.pipeline.timing import StageTimes
@@ -79,7 +79,7 @@ class Pipeline:
         self._backend_factory = backend_factory or self._default_backend
         self._backends: dict[str, InferenceBackend] = {}
         self._state: FrameState | None = None
-        self._background: FrameBuffer | None = None
+        self._background: FrameBuffer | fused.Background | None = None
         self.stages: list[tuple[str, Stage]] = self._stage_list()
 
     def _stage_list(self) -> list[tuple[str, Stage]]:
@@ -223,18 +223,28 @@ class Pipeline:
         assert s.refiner is not None and s.preprocessor is not None
         m = self.config.matte
         r = s.refiner
-        mask = s.mask
+        mask, luma = s.mask, None
         if m.guided and s.quality.guided:
             if m.guide == "colour":
                 assert s.backend is not None
                 r.guided_colour(mask, s.backend.input.reshape(3, *mask.shape), m.radius, m.eps)
+                mask = r.filtered
             else:
-                r.guided(mask, s.preprocessor.luma, m.radius, m.eps)
-            mask = r.filtered
-        r.smooth(mask, m.smoothing)
-        r.ramp(m.threshold, m.feather)
-        r.upsample(s.alpha_y)
-        r.upsample(s.alpha_uv)
+                luma = s.preprocessor.luma
+        r.run(
+            mask,
+            luma,
+            radius=m.radius,
+            eps=m.eps,
+            smoothing=m.smoothing,
+            threshold=m.threshold,
+            feather=m.feather,
+        )
+        # The matte goes on at low resolution: resampled across to each plane's width here, down
+        # by the composite (or on demand, ``FrameState.alpha_full``).
+        s.alpha_rows_y = s.across["alpha_y"](r.small8, flags=True)
+        s.alpha_rows_uv = s.across["alpha_uv"](r.small8, flags=True)
+        s.alpha_made = False
 
     def _effect(self, s: FrameState) -> None:
         faults.hit("effect", self.config.effect.name)
@@ -242,11 +252,12 @@ class Pipeline:
 
     def _composite(self, s: FrameState) -> None:
         bg = self._background
-        assert bg is not None
+        assert bg is not None and s.alpha_rows_y is not None and s.alpha_rows_uv is not None
         f, out = s.frame, s.out
-        cpu.composite_into(f.y, bg.y, s.alpha_y, out.y, s.scratch_y)
-        cpu.composite_into(f.u, bg.u, s.alpha_uv, out.u, s.scratch_uv)
-        cpu.composite_into(f.v, bg.v, s.alpha_uv, out.v, s.scratch_uv)
+        planes = fused.as_rows(bg)
+        s.compositor(f.y, planes[0], s.alpha_rows_y, out.y)
+        s.compositor(f.u, planes[1], s.alpha_rows_uv, out.u)
+        s.compositor(f.v, planes[2], s.alpha_rows_uv, out.v)
 
     # -- the frame path -----------------------------------------------------------------------
 
@@ -299,7 +310,7 @@ class Pipeline:
     @property
     def alpha(self) -> np.ndarray | None:
         """The last frame's matte (uint8, frame size), or None before the first frame."""
-        return None if self._state is None else self._state.alpha_y
+        return None if self._state is None else self._state.alpha_full()
 
     @property
     def model(self) -> ModelSpec | None:

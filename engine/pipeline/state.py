@@ -10,7 +10,7 @@ import numpy as np
 from engine.frame import FrameBuffer, chroma_size
 from engine.inference import InferenceBackend
 from engine.models.registry import ModelSpec
-from engine.ops import cpu
+from engine.ops import cpu, fused
 from engine.pipeline.budget import QUALITY_LEVELS, Quality
 
 
@@ -22,7 +22,7 @@ class FrameState:
     frame: FrameBuffer
     out: FrameBuffer
     bg: FrameBuffer  # background planes the effect renders (composite effects)
-    alpha_y: np.ndarray  # uint8 matte at the Y plane's size
+    alpha_y: np.ndarray  # uint8 matte at the Y plane's size (made on demand: ``alpha_full``)
     alpha_uv: np.ndarray  # uint8 matte at the U/V planes' size
     pyramids: cpu.FramePyramids
     model: ModelSpec | None = None
@@ -34,6 +34,21 @@ class FrameState:
     scratch_y: list[np.ndarray] = field(default_factory=list)  # two uint8 Y-size planes
     scratch_uv: list[np.ndarray] = field(default_factory=list)  # two uint8 U/V-size planes
     extra: dict[Any, np.ndarray] = field(default_factory=dict)  # other per-size buffers
+    # The matte as rows resampled across to each plane's width (the composite lerps them down),
+    # and the buffers that resample low-resolution planes across: "alpha_y", "alpha_uv" for the
+    # matte, "bg_y", "bg_u", "bg_v" for an effect's background.
+    alpha_rows_y: fused.Rows | None = None
+    alpha_rows_uv: fused.Rows | None = None
+    across: dict[str, fused.AcrossRows] = field(default_factory=dict)
+    compositor: fused.Compositor = field(default_factory=fused.Compositor)
+    alpha_made: bool = False  # alpha_y holds this frame's matte
+
+    def alpha_full(self) -> np.ndarray:
+        """This frame's matte at the Y plane's size (``alpha_y``), made on the first call."""
+        if not self.alpha_made and self.alpha_rows_y is not None:
+            fused.expand(self.alpha_rows_y, self.alpha_y)
+            self.alpha_made = True
+        return self.alpha_y
 
     @classmethod
     def for_frame(cls, frame: FrameBuffer) -> FrameState:
@@ -48,6 +63,13 @@ class FrameState:
             pyramids=cpu.FramePyramids(w, h),
             scratch_y=[np.empty((h, w), np.uint8) for _ in range(2)],
             scratch_uv=[np.empty((ch, cw), np.uint8) for _ in range(2)],
+            across={
+                "alpha_y": fused.AcrossRows(w, h),
+                "alpha_uv": fused.AcrossRows(cw, ch),
+                "bg_y": fused.AcrossRows(w, h),
+                "bg_u": fused.AcrossRows(cw, ch),
+                "bg_v": fused.AcrossRows(cw, ch),
+            },
         )
 
     def matches(self, frame: FrameBuffer) -> bool:

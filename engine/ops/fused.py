@@ -1,0 +1,319 @@
+"""The cpu backend's fused passes: LiveFX's compiled loops, or OpenCV and NumPy standing in.
+
+A plane's matte and background reach the composite as ``Rows``: a few rows already resampled to
+the plane's width, and the plane's height. Each output row is a vertical lerp of two of those
+rows (bilinear, half-pixel centres, clamped: ``reference.resize``'s convention when enlarging),
+so nothing of the frame's size exists before the composite writes it:
+
+- the matte: the model-size matte resampled across (``mask-height × plane-width``);
+- the background: a pyramid level's rows (blur), the plane itself (``rows == height``: replace,
+  the GAN's person region) or one row of a constant (colour).
+
+With the compiled loops (``engine.ops._fused``, from kernels/cpu_fused.cpp, built by ``pip
+install``), resampling across, the lerps and the blend are 8-bit fixed-point passes, the
+refine stage and the masked blur one call each. Without them (no compiler at install, or
+``LIVEFX_NATIVE=0``) OpenCV and NumPy do the same work in more passes: the same pictures within
+a level or two (tests/test_fused.py holds both to the reference).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.frame import FrameBuffer
+
+log = logging.getLogger(__name__)
+
+ENV = "LIVEFX_NATIVE"  # "0": the OpenCV and NumPy passes even where the compiled loops exist
+CHUNK = 32  # pixels per flag of an across row (kernels/cpu_fused.cpp's kChunk)
+
+
+class _Native:
+    """The library's entry points. Pointers travel as plain addresses, strides in bytes."""
+
+    def __init__(self, path: str) -> None:
+        lib = ctypes.CDLL(path)
+        p, i, s, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_ssize_t, ctypes.c_float
+        signatures = {
+            "lfx_across": [p, s, i, i, p, p, p, p, p, p, p, p, s, p],
+            "lfx_composite": [i, i, p, s, p, s, p, p, p, p, p, s, p, p, p, p, s],
+            "lfx_vlerp": [i, i, p, s, p, p, p, p, s],
+            "lfx_box_mean": [p, p, p, i, i, i],
+            "lfx_refine": [p, p, s, i, i, i, f, p, i, f, f, f, p, p, p, p, p],
+            "lfx_blur_den": [p, p, p, i, i, i],
+            "lfx_masked_blur": [p, s, p, p, i, i, i, p, s, p],
+        }
+        for name, args in signatures.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, None
+            setattr(self, name[4:], fn)
+
+    across: Any
+    composite: Any
+    vlerp: Any
+    box_mean: Any
+    refine: Any
+    blur_den: Any
+    masked_blur: Any
+
+
+def _load() -> tuple[_Native | None, str]:
+    if os.environ.get(ENV, "1") == "0":
+        return None, f"OpenCV/NumPy passes ({ENV}=0)"
+    spec = importlib.util.find_spec("engine.ops._fused")
+    if spec is None or not spec.origin:
+        return None, "OpenCV/NumPy passes (LiveFX's compiled loops were not built at install)"
+    try:
+        return _Native(spec.origin), "LiveFX's compiled loops (engine.ops._fused)"
+    except (OSError, AttributeError) as exc:
+        return None, f"OpenCV/NumPy passes (engine.ops._fused did not load: {exc})"
+
+
+NATIVE, REASON = _load()
+
+
+def addr(a: np.ndarray) -> int:
+    """The address of an array's first element."""
+    return int(a.__array_interface__["data"][0])
+
+
+# -- plans, made once per size ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Taps:
+    """Bilinear taps from ``src`` to ``dst`` samples: per output, two source indices and the
+    second one's weight in 1/256 (``reference.bilinear_matrix``'s, quantised)."""
+
+    j0: np.ndarray  # int32
+    j1: np.ndarray  # int32
+    w: np.ndarray  # uint16, 0..256
+
+
+@cache
+def taps(src: int, dst: int) -> Taps:
+    i = np.arange(dst, dtype=np.float64)
+    x = np.clip((i + 0.5) * src / dst - 0.5, 0.0, src - 1)
+    j0 = np.floor(x).astype(np.int32)
+    j1 = np.minimum(j0 + 1, src - 1).astype(np.int32)
+    w = np.rint((x - j0) * 256.0).astype(np.uint16)
+    return Taps(j0, j1, w)
+
+
+@dataclass(frozen=True)
+class AcrossPlan:
+    """``taps(src, dst)`` and, per group of 16 outputs, whether their sources lie in the 16
+    bytes from ``base`` (then one shuffle gathers them) with the indices relative to it."""
+
+    taps: Taps
+    base: np.ndarray  # int32, one per group
+    ok: np.ndarray  # uint8
+    m0: np.ndarray  # uint8, 16 per group
+    m1: np.ndarray  # uint8
+
+
+@cache
+def across_plan(src: int, dst: int) -> AcrossPlan:
+    t = taps(src, dst)
+    groups = dst // 16
+    j0 = t.j0[: groups * 16].reshape(groups, 16)
+    j1 = t.j1[: groups * 16].reshape(groups, 16)
+    base = np.minimum(j0[:, 0], max(src - 16, 0)).astype(np.int32)  # 16 bytes stay in the row
+    ok = (src >= 16) & (j1[:, -1] - base < 16) & (j0[:, 0] >= base)
+    m0 = np.where(ok[:, None], j0 - base[:, None], 0).astype(np.uint8)
+    m1 = np.where(ok[:, None], j1 - base[:, None], 0).astype(np.uint8)
+    return AcrossPlan(t, base, ok.astype(np.uint8), m0.reshape(-1), m1.reshape(-1))
+
+
+# -- full resolution ----------------------------------------------------------------------------
+
+
+@dataclass
+class Rows:
+    """A plane of ``height`` rows given as ``rows`` (n ≤ height rows of the plane's width, uint8,
+    lerped vertically); ``rows.shape[0] == height`` is the plane itself. ``flags``: per row and
+    32 pixels, 0 where all are 0, 255 where all are 255, else 1 (a matte's, from ``across``)."""
+
+    rows: np.ndarray
+    height: int
+    flags: np.ndarray | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.rows.shape[1])
+
+
+class AcrossRows:
+    """Low-resolution uint8 planes resampled across to a plane's width, into buffers of its own
+    (one set per source size): the cheap half of an upsampling, on the few rows there are."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._bufs: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, src: np.ndarray, flags: bool = False) -> Rows:
+        """``src`` (h ≤ height rows, w ≤ width, uint8) as ``Rows`` of this plane. Without the
+        compiled loops, or where ``src`` is larger than the plane either way, the plane is
+        resampled whole instead (``cpu.resize_into``: OpenCV does both directions in one call
+        faster than across then down)."""
+        h, w = src.shape
+        whole = NATIVE is None or w > self.width or h > self.height
+        key = (w, h, whole)
+        bufs = self._bufs.get(key)
+        if bufs is None:
+            rows_h = self.height if whole else h
+            bufs = self._bufs[key] = (
+                np.empty((rows_h, self.width), np.uint8),
+                np.empty((rows_h, -(-self.width // CHUNK)), np.uint8),
+            )
+        out, flag_buf = bufs
+        if whole or NATIVE is None:
+            from engine.ops import cpu
+
+            cpu.resize_into(src, out)
+            return Rows(out, self.height)
+        plan = across_plan(w, self.width)
+        t = plan.taps
+        NATIVE.across(
+            addr(src),
+            src.strides[0],
+            h,
+            self.width,
+            addr(t.j0),
+            addr(t.j1),
+            addr(t.w),
+            addr(plan.base),
+            addr(plan.ok),
+            addr(plan.m0),
+            addr(plan.m1),
+            addr(out),
+            out.strides[0],
+            addr(flag_buf) if flags else None,
+        )
+        return Rows(out, self.height, flag_buf if flags else None)
+
+
+Background = tuple[Rows, Rows, Rows]  # Y, U, V
+
+
+def as_rows(bg: FrameBuffer | Background) -> Background:
+    """A background as rows: a frame's planes stand for themselves."""
+    if isinstance(bg, FrameBuffer):
+        return Rows(bg.y, bg.height), Rows(bg.u, bg.u.shape[0]), Rows(bg.v, bg.v.shape[0])
+    return bg
+
+
+def constant_rows(width: int, height: int, value: int) -> Rows:
+    """A plane of one value, as one row."""
+    return Rows(np.full((1, width), value, np.uint8), height)
+
+
+def expand(src: Rows, out: np.ndarray) -> None:
+    """The plane ``src`` stands for, written into ``out`` (uint8, ``src.height × src.width``)."""
+    rows = src.rows
+    if rows.shape[0] == src.height:
+        np.copyto(out, rows)
+        return
+    if NATIVE is None:
+        cv2.resize(rows, (src.width, src.height), dst=out, interpolation=cv2.INTER_LINEAR)
+        return
+    t = taps(rows.shape[0], src.height)
+    NATIVE.vlerp(
+        src.width,
+        src.height,
+        addr(rows),
+        rows.strides[0],
+        addr(t.j0),
+        addr(t.j1),
+        addr(t.w),
+        addr(out),
+        out.strides[0],
+    )
+
+
+class Compositor:
+    """out = fg·α + bg·(1 − α) on one plane, α and bg given as ``Rows``. Without the compiled
+    loops both are expanded to full planes (buffers kept per size) and blended by OpenCV."""
+
+    def __init__(self) -> None:
+        self._planes: dict[tuple[int, int], list[np.ndarray]] = {}
+
+    def __call__(self, fg: np.ndarray, bg: Rows, alpha: Rows, out: np.ndarray) -> None:
+        h, w = fg.shape
+        if (bg.width, bg.height) != (w, h) or (alpha.width, alpha.height) != (w, h):
+            raise ValueError(
+                f"composite: plane {w}×{h}, background {bg.width}×{bg.height}, "
+                f"matte {alpha.width}×{alpha.height}"
+            )
+        if NATIVE is None:
+            self._opencv(fg, bg, alpha, out)
+            return
+        ta, tb = taps(alpha.rows.shape[0], h), taps(bg.rows.shape[0], h)
+        NATIVE.composite(
+            w,
+            h,
+            addr(fg),
+            fg.strides[0],
+            addr(alpha.rows),
+            alpha.rows.strides[0],
+            None if alpha.flags is None else addr(alpha.flags),
+            addr(ta.j0),
+            addr(ta.j1),
+            addr(ta.w),
+            addr(bg.rows),
+            bg.rows.strides[0],
+            addr(tb.j0),
+            addr(tb.j1),
+            addr(tb.w),
+            addr(out),
+            out.strides[0],
+        )
+
+    def _opencv(self, fg: np.ndarray, bg: Rows, alpha: Rows, out: np.ndarray) -> None:
+        from engine.ops import cpu
+
+        h, w = fg.shape
+        bufs = self._planes.get((w, h))
+        if bufs is None:
+            bufs = self._planes[(w, h)] = [np.empty((h, w), np.uint8) for _ in range(4)]
+        a_full, b_full, t1, t2 = bufs
+        planes = []
+        for src, full in ((alpha, a_full), (bg, b_full)):
+            if src.rows.shape[0] == h:
+                planes.append(src.rows)
+            else:
+                expand(src, full)
+                planes.append(full)
+        cpu.composite_into(fg, planes[1], planes[0], out, [t1, t2])
+
+
+# -- matte resolution ---------------------------------------------------------------------------
+
+
+class Scratch:
+    """A float32 scratch array of at least ``n`` elements, grown when asked for more."""
+
+    def __init__(self) -> None:
+        self._a = np.empty(0, np.float32)
+
+    def get(self, n: int) -> np.ndarray:
+        if self._a.size < n:
+            self._a = np.empty(n, np.float32)
+        return self._a
+
+
+def box_mean_into(src: np.ndarray, radius: int, dst: np.ndarray, scratch: Scratch) -> None:
+    """``reference.box_mean`` of a contiguous float32 plane into ``dst`` (compiled loops only)."""
+    assert NATIVE is not None
+    h, w = src.shape
+    buf = scratch.get(h * w + 2 * w + 2 * radius)
+    NATIVE.box_mean(addr(src), addr(dst), addr(buf), w, h, radius)
