@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from engine.errors import ModelError
+from engine.models.registry import onnxruntime_graph
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,24 @@ def cpu_session(model: bytes, threads: int, what: str = "the model") -> ort.Infe
 class OnnxRuntimeBackend:
     """One ONNX model on ONNX Runtime's CPU provider with float32 I/O.
 
-    ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, one per core).
+    ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, one per core). A shipped
+    segmenter's converted bytes run as its CPU graph (``engine/models/fold.py``: the same network,
+    folded for ONNX Runtime's NCHWc layout, batch 1) unless ``cpu_graph`` is false or the batch
+    asked for is not 1.
     """
 
     name = "onnxruntime"
 
     def __init__(
-        self, model: bytes, *, input_shape: tuple[int, ...] | None = None, threads: int = 1
+        self,
+        model: bytes,
+        *,
+        input_shape: tuple[int, ...] | None = None,
+        threads: int = 1,
+        cpu_graph: bool = True,
     ) -> None:
+        if cpu_graph and (input_shape is None or input_shape[0] == 1):
+            model = onnxruntime_graph(model)
         self.session = cpu_session(model, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
