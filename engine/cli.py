@@ -189,6 +189,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         GENERATORS,
         SEGMENTERS,
         load_body_model,
+        load_cpu_graph,
         load_generator,
         load_model,
     )
@@ -202,6 +203,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     shipped: list[tuple[str, str, str, Callable[[str], object]]] = [
         (s.name, f"{s.width}x{s.height}", s.filename, load_model) for s in SEGMENTERS.values()
     ]
+    shipped += [  # the same networks folded for ONNX Runtime's CPU provider (models/fold.py)
+        (s.name, f"{s.width}x{s.height}", s.cpu_filename, load_cpu_graph)
+        for s in SEGMENTERS.values()
+    ]
     shipped += [
         (b.name, f"{b.size}x{b.size}", b.filename, load_body_model) for b in BODY_MODELS.values()
     ]
@@ -213,7 +218,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             state = "ok"
         except LiveFXError as exc:
             state, failed = f"FAILED: {exc}", failed + 1
-        print(f"{name:<10} {size:<7}  {filename:<36} {state}")
+        print(f"{name:<10} {size:<7}  {filename:<40} {state}")
     return 1 if failed else 0
 
 
