@@ -3,7 +3,12 @@
 Same images (the shipped person photos, fitted to each model's input size), same run, same
 machine. Rows:
 
-- ``livefx ort (N thr)``: ``InferenceBackend.run()`` alone: the converted model on ONNX Runtime.
+- ``livefx ort (N thr)``: ``InferenceBackend.run()`` alone: the model as LiveFX runs it on ONNX
+  Runtime (the segmenter's CPU graph, ``engine/models/fold.py``).
+- ``ort converted graph (1 thr)``: the converted graph as it was before folding; ``ort int8 …``
+  (``--int8``): the int8 variants of ``tools/quantize_segmenters.py``, quantised on the spot
+  (needs ``onnx``). These rows and ``livefx ort (1 thr)`` run interleaved, call by call, and are
+  also given as a ratio to the converted graph's median (<1: faster).
 - ``livefx frame→mask``: what the pipeline spends per frame on segmentation: yuv420p frame at model
   size → preprocess → model → mask (the same work MediaPipe's graph does around its model).
 - ``mediapipe process()``: ``mp.solutions.selfie_segmentation`` 0.10.21 (TFLite + XNNPACK, its
@@ -12,6 +17,8 @@ machine. Rows:
 
 Prints median and p95 per row and the ratio of MediaPipe's median to each row's (>1: LiveFX
 faster). ``--json`` prints the figures as one JSON object instead.
+
+The machine may be shared: compare rows of one run, interleaved rows above all.
 """
 
 from __future__ import annotations
@@ -41,6 +48,26 @@ from engine.pipeline.timing import summarise_ns
 from engine.samples import PERSON_PHOTOS, fit, sample_rgb
 
 WORKER = Path(__file__).resolve().parent / "mediapipe_worker.py"
+
+
+CONVERTED = "ort converted graph (1 thr)"
+INT8_VARIANTS = ("QDQ u8/s8 MinMax", "QDQ per-ch encoder only")
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[int], None]], n: int, warmup: int
+) -> dict[str, list[int]]:
+    """Each call of each function timed, the functions alternating call by call (order reversed
+    every other round), so that a shared machine's load falls on all of them alike."""
+    names = list(fns)
+    out: dict[str, list[int]] = {k: [] for k in names}
+    for i in range(warmup + n):
+        for k in names if i % 2 == 0 else names[::-1]:
+            t = time.perf_counter_ns()
+            fns[k](i)
+            if i >= warmup:
+                out[k].append(time.perf_counter_ns() - t)
+    return out
 
 
 def time_calls(fn: Callable[[int], None], n: int, warmup: int) -> list[int]:
@@ -76,8 +103,28 @@ def frame_call(
     return call
 
 
+def int8_models(model: str) -> dict[str, bytes]:
+    """The int8 variants of ``tools/quantize_segmenters.py`` (not shipped: see its docstring)."""
+    import importlib.util
+    import tempfile
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "quantize_segmenters.py"
+    spec = importlib.util.spec_from_file_location("quantize_segmenters", path)
+    assert spec is not None and spec.loader is not None
+    tool: Any = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tool  # its dataclasses look their module up
+    spec.loader.exec_module(tool)
+    calib = tool.calibration_frames(model)
+    with tempfile.TemporaryDirectory(prefix="livefx-quantise-") as work:
+        return {
+            f"ort int8 {v.label} (1 thr)": tool.quantise(model, v, calib, work)
+            for v in tool.VARIANTS
+            if v.label in INT8_VARIANTS
+        }
+
+
 def bench_livefx(
-    images: dict[str, list[np.ndarray]], threads: list[int], n: int, warmup: int
+    images: dict[str, list[np.ndarray]], threads: list[int], n: int, warmup: int, int8: bool = False
 ) -> dict[str, dict[str, list[int]]]:
     rows: dict[str, dict[str, list[int]]] = {}
     for model, frames in images.items():
@@ -85,7 +132,19 @@ def bench_livefx(
         data = load_model(model)
         shape = (1, 3, spec.height, spec.width)
         inputs = [f.transpose(2, 0, 1).astype(np.float32) / 255.0 for f in frames]
+        # One thread: LiveFX's graph, the converted graph and the int8 variants, interleaved.
+        group = {
+            "livefx ort (1 thr)": OnnxRuntimeBackend(data, input_shape=shape, threads=1),
+            CONVERTED: OnnxRuntimeBackend(data, input_shape=shape, threads=1, cpu_graph=False),
+        }
+        for label, q in (int8_models(model) if int8 else {}).items():
+            group[label] = OnnxRuntimeBackend(q, input_shape=shape, threads=1)
+        timed = time_interleaved({k: infer_call(b, inputs) for k, b in group.items()}, n, warmup)
+        for label, times in timed.items():
+            rows.setdefault(label, {})[model] = times
         for t in threads:
+            if t == 1:
+                continue
             b = OnnxRuntimeBackend(data, input_shape=shape, threads=t)
             rows.setdefault(f"livefx ort ({t} thr)", {})[model] = time_calls(
                 infer_call(b, inputs), n, warmup
@@ -132,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--mediapipe-python", default=os.environ.get("LIVEFX_MEDIAPIPE_PYTHON"))
+    ap.add_argument("--int8", action="store_true", help="add the int8 rows (needs onnx)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     photos = [sample_rgb(p) for p in PERSON_PHOTOS]
     images = {m: [fit(p, s.width, s.height) for p in photos] for m, s in SEGMENTERS.items()}
-    rows = bench_livefx(images, args.threads, args.repeats, args.warmup)
+    rows = bench_livefx(images, args.threads, args.repeats, args.warmup, args.int8)
     mp_rows, mp_note = bench_mediapipe(images, args.mediapipe_python, args.repeats, args.warmup)
     if mp_rows is not None:
         rows["mediapipe process()"] = mp_rows
@@ -151,14 +211,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"segmentation latency per image, {args.repeats} calls after {args.warmup} warm-up")
     print(f"machine: {machine}; {mp_note}")
-    print(f"{'row':<28}{'model':<11}{'median ms':>10}{'p95 ms':>9}{'vs mediapipe':>14}")
+    width = max(28, *(len(r) + 2 for r in table))
+    print(
+        f"{'row':<{width}}{'model':<11}{'median ms':>10}{'p95 ms':>9}{'vs mediapipe':>14}"
+        f"{'vs converted':>14}"
+    )
     for row, per_model in table.items():
         for model, s in per_model.items():
-            ratio = ""
+            ratio = converted = ""
             ref = table.get("mediapipe process()", {}).get(model)
             if ref and s["median_ms"] > 0:
                 ratio = f"{ref['median_ms'] / s['median_ms']:.2f}×"
-            print(f"{row:<28}{model:<11}{s['median_ms']:>10.3f}{s['p95_ms']:>9.3f}{ratio:>14}")
+            conv = table.get(CONVERTED, {}).get(model)
+            if conv and (row == CONVERTED or row == "livefx ort (1 thr)" or "int8" in row):
+                converted = f"{s['median_ms'] / conv['median_ms']:.3f}"
+            print(
+                f"{row:<{width}}{model:<11}{s['median_ms']:>10.3f}{s['p95_ms']:>9.3f}{ratio:>14}"
+                f"{converted:>14}"
+            )
     return 0
 
 
