@@ -36,6 +36,14 @@
 #define LFX_CLONES
 #endif
 
+// Helpers are inlined into each exported loop, so that every clone compiles them for its own
+// instruction set (a helper left out of line would be built once, for the baseline).
+#if defined(__GNUC__)
+#define LFX_INLINE inline __attribute__((always_inline))
+#else
+#define LFX_INLINE inline
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__)
 #define LFX_VECTOR_SHUFFLE 1
 typedef uint8_t v16u8 __attribute__((vector_size(16)));
@@ -47,13 +55,13 @@ namespace {
 const int kChunk = 32;  // pixels per flag of an across row
 
 // (r0·(256 − w) + r1·w + 128) >> 8 for w in 0..256: every term fits 16 bits.
-inline uint16_t lerp8(uint8_t r0, uint8_t r1, uint16_t w) {
+LFX_INLINE uint16_t lerp8(uint8_t r0, uint8_t r1, uint16_t w) {
     return (uint16_t)((uint16_t)(r0 * (uint16_t)(256 - w) + r1 * w + 128) >> 8);
 }
 
 // round((f·a + b·(255 − a)) / 255) for 8-bit f, b, a: with t = x + 128, (t + (t >> 8)) >> 8 is
 // round(x / 255) for every 0 ≤ x ≤ 255·255, and x / 255 is never a tie (255 is odd).
-inline uint8_t blend8(uint8_t f, uint16_t b, uint16_t a) {
+LFX_INLINE uint8_t blend8(uint8_t f, uint16_t b, uint16_t a) {
     uint16_t t = (uint16_t)(f * a + b * (uint16_t)(255 - a) + 128);
     return (uint8_t)((uint16_t)(t + (t >> 8)) >> 8);
 }
@@ -66,7 +74,7 @@ int reflect101(int i, int n) {
 
 // -- full resolution ---------------------------------------------------------------------------
 
-inline void lerp_run(const uint8_t* r0, const uint8_t* r1, uint16_t w, uint8_t* o, int n) {
+LFX_INLINE void lerp_run(const uint8_t* r0, const uint8_t* r1, uint16_t w, uint8_t* o, int n) {
     if (w == 0 || r0 == r1) {
         memcpy(o, r0, (size_t)n);
         return;
@@ -74,7 +82,7 @@ inline void lerp_run(const uint8_t* r0, const uint8_t* r1, uint16_t w, uint8_t* 
     for (int x = 0; x < n; ++x) o[x] = (uint8_t)lerp8(r0[x], r1[x], w);
 }
 
-inline void blend_run(const uint8_t* f, const uint8_t* a0, const uint8_t* a1, uint16_t wa,
+LFX_INLINE void blend_run(const uint8_t* f, const uint8_t* a0, const uint8_t* a1, uint16_t wa,
                       const uint8_t* b0, const uint8_t* b1, uint16_t wb, uint8_t* o, int n) {
     if (wb == 0 || b0 == b1) {  // a full plane or a constant: no lerp for the background
         for (int x = 0; x < n; ++x) o[x] = blend8(f[x], b0[x], lerp8(a0[x], a1[x], wa));
@@ -85,16 +93,18 @@ inline void blend_run(const uint8_t* f, const uint8_t* a0, const uint8_t* a1, ui
     }
 }
 
-// One row of ``across``: 16 outputs at a time where the plan says their sources fit in the 16
-// bytes from base[g] (upsampling), else one at a time.
-inline void across_row(const uint8_t* s, int dw, const int32_t* j0, const int32_t* j1,
-                       const uint16_t* wt, const int32_t* base, const uint8_t* ok,
-                       const uint8_t* m0, const uint8_t* m1, uint8_t* o) {
+// One row of ``across``: per group of ``group`` outputs (16 or 8), where the plan says their
+// sources lie in the 16 bytes from base[g], one shuffle gathers them (16 lanes computed, ``group``
+// kept); else, and for the tail, one output at a time. ``wt`` holds 16 readable weights past
+// every group's start.
+LFX_INLINE void across_row(const uint8_t* s, int dw, const int32_t* j0, const int32_t* j1,
+                           const uint16_t* wt, const int32_t* base, const uint8_t* ok,
+                           const uint8_t* m0, const uint8_t* m1, int group, uint8_t* o) {
     int x = 0;
 #ifdef LFX_VECTOR_SHUFFLE
-    for (int g = 0; g < dw / 16; ++g, x += 16) {
+    for (int g = 0; g < dw / group; ++g, x += group) {
         if (!ok[g]) {
-            for (int k = x; k < x + 16; ++k) o[k] = (uint8_t)lerp8(s[j0[k]], s[j1[k]], wt[k]);
+            for (int k = x; k < x + group; ++k) o[k] = (uint8_t)lerp8(s[j0[k]], s[j1[k]], wt[k]);
             continue;
         }
         v16u8 v, i0, i1;
@@ -106,16 +116,16 @@ inline void across_row(const uint8_t* s, int dw, const int32_t* j0, const int32_
         v16u16 a = __builtin_convertvector(__builtin_shuffle(v, i0), v16u16);
         v16u16 b = __builtin_convertvector(__builtin_shuffle(v, i1), v16u16);
         v16u8 r = __builtin_convertvector((a * (256 - w) + b * w + 128) >> 8, v16u8);
-        memcpy(o + x, &r, 16);
+        memcpy(o + x, &r, (size_t)group);
     }
 #else
-    (void)base, (void)ok, (void)m0, (void)m1;
+    (void)base, (void)ok, (void)m0, (void)m1, (void)group;
 #endif
     for (; x < dw; ++x) o[x] = (uint8_t)lerp8(s[j0[x]], s[j1[x]], wt[x]);
 }
 
 // 0 where all n bytes are 0, 255 where all are 255, else 1 (bitwise reductions vectorise).
-inline uint8_t chunk_flag(const uint8_t* p, int n) {
+LFX_INLINE uint8_t chunk_flag(const uint8_t* p, int n) {
     uint8_t any = 0, all = 255;
     for (int k = 0; k < n; ++k) {
         any |= p[k];
@@ -136,7 +146,7 @@ inline uint8_t chunk_flag(const uint8_t* p, int n) {
 // Each output of a row: the sum of its 2R+1 neighbours in the padded row. R is a template
 // parameter for the usual radii, so that the sum is unrolled and the row loop vectorises.
 template <int R>
-void sum_along(const float* __restrict pad, float* __restrict t, int w) {
+LFX_INLINE void sum_along(const float* __restrict pad, float* __restrict t, int w) {
     for (int x = 0; x < w; ++x) {
         float a = pad[x];
         for (int k = 1; k <= 2 * R; ++k) a += pad[x + k];
@@ -144,14 +154,14 @@ void sum_along(const float* __restrict pad, float* __restrict t, int w) {
     }
 }
 
-void sum_along_any(const float* __restrict pad, float* __restrict t, int w, int r) {
+LFX_INLINE void sum_along_any(const float* __restrict pad, float* __restrict t, int w, int r) {
     for (int x = 0; x < w; ++x) t[x] = pad[x];
     for (int k = 1; k <= 2 * r; ++k) {
         for (int x = 0; x < w; ++x) t[x] += pad[x + k];
     }
 }
 
-void box_mean(const float* src, float* dst, float* scratch, int w, int h, int r) {
+LFX_INLINE void box_mean(const float* src, float* dst, float* scratch, int w, int h, int r) {
     const int n = 2 * r + 1;
     const float norm = 1.f / (float)(n * n);
     float* __restrict tmp = scratch;
@@ -201,19 +211,19 @@ void box_mean(const float* src, float* dst, float* scratch, int w, int h, int r)
 
 extern "C" {
 
-// ``n`` rows of ``sw`` bytes (row stride ``ss``) resampled across to ``dw`` (row stride ``os``).
-// The plan, per output pixel: source pixels j0, j1 and the weight of j1 in 1/256; per group of 16
+// ``n`` rows (row stride ``ss``) resampled across to ``dw`` (row stride ``os``). The plan, per
+// output pixel: source pixels j0, j1 and the weight of j1 in 1/256; per group of ``group``
 // outputs: ``ok`` where the sources lie in the 16 bytes from ``base``, with the shuffle indices
-// ``m0``, ``m1`` relative to it. ``flags`` (optional, ceil(dw/32) per row): 0 where a row's 32
-// pixels are all 0, 255 where all 255, else 1.
+// ``m0``, ``m1`` (16 per group) relative to it. ``flags`` (optional, ceil(dw/32) per row): 0
+// where a row's 32 pixels are all 0, 255 where all 255, else 1.
 LFX_CLONES void lfx_across(const uint8_t* src, ptrdiff_t ss, int n, int dw, const int32_t* j0,
                            const int32_t* j1, const uint16_t* wt, const int32_t* base,
-                           const uint8_t* ok, const uint8_t* m0, const uint8_t* m1, uint8_t* out,
-                           ptrdiff_t os, uint8_t* flags) {
+                           const uint8_t* ok, const uint8_t* m0, const uint8_t* m1, int group,
+                           uint8_t* out, ptrdiff_t os, uint8_t* flags) {
     const int nc = (dw + kChunk - 1) / kChunk;
     for (int y = 0; y < n; ++y) {
         uint8_t* o = out + y * os;
-        across_row(src + y * ss, dw, j0, j1, wt, base, ok, m0, m1, o);
+        across_row(src + y * ss, dw, j0, j1, wt, base, ok, m0, m1, group, o);
         if (flags) {
             for (int c = 0; c < nc; ++c) {
                 int x0 = c * kChunk, len = dw - x0 < kChunk ? dw - x0 : kChunk;

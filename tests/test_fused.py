@@ -263,4 +263,4 @@ def test_pipeline_gives_the_same_picture_with_either_loops(monkeypatch, effect, 
     for a, b in zip(outs["compiled"], outs["opencv"], strict=True):
         assert b.u.shape == (ch, cw)
         for pa, pb in ((a.y, b.y), (a.u, b.u), (a.v, b.v)):
-            assert psnr(pa, pb) > 44.0, psnr(pa, pb)
+            assert psnr(pa, pb) > 40.0, psnr(pa, pb)

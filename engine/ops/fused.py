@@ -44,7 +44,7 @@ class _Native:
         lib = ctypes.CDLL(path)
         p, i, s, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_ssize_t, ctypes.c_float
         signatures = {
-            "lfx_across": [p, s, i, i, p, p, p, p, p, p, p, p, s, p],
+            "lfx_across": [p, s, i, i, p, p, p, p, p, p, p, i, p, s, p],
             "lfx_composite": [i, i, p, s, p, s, p, p, p, p, p, s, p, p, p, p, s],
             "lfx_vlerp": [i, i, p, s, p, p, p, p, s],
             "lfx_box_mean": [p, p, p, i, i, i],
@@ -111,27 +111,40 @@ def taps(src: int, dst: int) -> Taps:
 
 @dataclass(frozen=True)
 class AcrossPlan:
-    """``taps(src, dst)`` and, per group of 16 outputs, whether their sources lie in the 16
-    bytes from ``base`` (then one shuffle gathers them) with the indices relative to it."""
+    """``taps(src, dst)`` (weights padded by 16 past the end) and, per group of ``group``
+    outputs (16, or 8 when shrinking needs it), whether their sources lie in the 16 bytes from
+    ``base`` (then one shuffle gathers them), with the indices relative to it, 16 per group."""
 
     taps: Taps
+    group: int
     base: np.ndarray  # int32, one per group
     ok: np.ndarray  # uint8
     m0: np.ndarray  # uint8, 16 per group
     m1: np.ndarray  # uint8
 
 
+def _groups(t: Taps, src: int, dst: int, group: int) -> tuple[np.ndarray, ...]:
+    n = dst // group
+    j0 = t.j0[: n * group].reshape(n, group)
+    j1 = t.j1[: n * group].reshape(n, group)
+    base = np.minimum(j0[:, 0], max(src - 16, 0)).astype(np.int32)  # 16 bytes stay in the row
+    ok = (src >= 16) & (j1.max(axis=1) - base < 16) & (j0.min(axis=1) >= base)
+    pad = ((0, 0), (0, 16 - group))
+    m0 = np.pad(np.where(ok[:, None], j0 - base[:, None], 0), pad).astype(np.uint8)
+    m1 = np.pad(np.where(ok[:, None], j1 - base[:, None], 0), pad).astype(np.uint8)
+    return base, ok.astype(np.uint8), m0.reshape(-1), m1.reshape(-1)
+
+
 @cache
 def across_plan(src: int, dst: int) -> AcrossPlan:
     t = taps(src, dst)
-    groups = dst // 16
-    j0 = t.j0[: groups * 16].reshape(groups, 16)
-    j1 = t.j1[: groups * 16].reshape(groups, 16)
-    base = np.minimum(j0[:, 0], max(src - 16, 0)).astype(np.int32)  # 16 bytes stay in the row
-    ok = (src >= 16) & (j1[:, -1] - base < 16) & (j0[:, 0] >= base)
-    m0 = np.where(ok[:, None], j0 - base[:, None], 0).astype(np.uint8)
-    m1 = np.where(ok[:, None], j1 - base[:, None], 0).astype(np.uint8)
-    return AcrossPlan(t, base, ok.astype(np.uint8), m0.reshape(-1), m1.reshape(-1))
+    t = Taps(t.j0, t.j1, np.concatenate([t.w, np.zeros(16, np.uint16)]))
+    g16 = _groups(t, src, dst, 16)
+    if g16[1].all() or src > dst:  # shrinking spans more than 16 sources per 16 outputs
+        g8 = _groups(t, src, dst, 8)
+        if g8[1].mean() > g16[1].mean():
+            return AcrossPlan(t, 8, *g8)
+    return AcrossPlan(t, 16, *g16)
 
 
 # -- full resolution ----------------------------------------------------------------------------
@@ -195,6 +208,7 @@ class AcrossRows:
             addr(plan.ok),
             addr(plan.m0),
             addr(plan.m1),
+            plan.group,
             addr(out),
             out.strides[0],
             addr(flag_buf) if flags else None,
