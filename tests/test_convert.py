@@ -20,10 +20,14 @@ def test_conversion_reproduces_the_committed_onnx(name: str) -> None:
     assert converted == spec.path.read_bytes()
 
 
+@pytest.mark.parametrize("cpu_graph", [False, True], ids=["converted", "cpu-graph"])
 @pytest.mark.parametrize("name", list(SEGMENTERS))
-def test_onnx_matches_mediapipe_runtime(name: str, mediapipe_fixtures: dict) -> None:
+def test_onnx_matches_mediapipe_runtime(name: str, cpu_graph: bool, mediapipe_fixtures) -> None:
+    # The converter's graph, and the folded graph ONNX Runtime runs in its place.
     spec = SEGMENTERS[name]
-    backend = OnnxRuntimeBackend(load_model(name), input_shape=(1, 3, spec.height, spec.width))
+    backend = OnnxRuntimeBackend(
+        load_model(name), input_shape=(1, 3, spec.height, spec.width), cpu_graph=cpu_graph
+    )
     worst = 0.0
     for image in IMAGES:
         rgb = mediapipe_fixtures[f"{name}/{image}/input"]
