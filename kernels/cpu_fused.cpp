@@ -138,18 +138,29 @@ LFX_INLINE uint8_t chunk_flag(const uint8_t* p, int n) {
 
 // Mean over the (2r+1)² window of a w × h float plane (contiguous rows), reflect-101 borders.
 // Along each row: the row padded by its reflection into ``pad`` (w + 2r floats), each output the
-// sum of its 2r+1 neighbours (vectorised over the row) into ``tmp`` (w × h). Down the columns: a
-// running sum ``acc`` (w floats) that adds the row entering the window and drops the one leaving
-// it (with reflected rows at the ends). ``src`` and ``dst`` may be the same plane.
-// ``scratch``: tmp, pad and acc, w·h + 2w + 2r floats.
+// sum of its 2r+1 neighbours into ``tmp`` (w × h), vectorised over the row (from pair sums in
+// ``s2`` for the wider windows: half the loads). Down the columns: a running sum ``acc`` (w
+// floats) that adds the row entering the window and drops the one leaving it (rows reflected at
+// the ends). ``src`` and ``dst`` may be the same plane. ``scratch``: box_scratch(w, h, r) floats.
+constexpr size_t box_scratch(int w, int h, int r) {
+    return (size_t)w * h + 3 * (size_t)w + 4 * (size_t)r + 16;
+}
 
-// Each output of a row: the sum of its 2R+1 neighbours in the padded row. R is a template
-// parameter for the usual radii, so that the sum is unrolled and the row loop vectorises.
 template <int R>
-LFX_INLINE void sum_along(const float* __restrict pad, float* __restrict t, int w) {
+LFX_INLINE void sum_along(const float* __restrict pad, float* __restrict s2,
+                          float* __restrict t, int w) {
+    if (R < 3) {
+        for (int x = 0; x < w; ++x) {
+            float a = pad[x];
+            for (int k = 1; k <= 2 * R; ++k) a += pad[x + k];
+            t[x] = a;
+        }
+        return;
+    }
+    for (int x = 0; x < w + 2 * R - 1; ++x) s2[x] = pad[x] + pad[x + 1];
     for (int x = 0; x < w; ++x) {
-        float a = pad[x];
-        for (int k = 1; k <= 2 * R; ++k) a += pad[x + k];
+        float a = pad[x + 2 * R];
+        for (int k = 0; k < R; ++k) a += s2[x + 2 * k];
         t[x] = a;
     }
 }
@@ -167,27 +178,35 @@ LFX_INLINE void box_mean(const float* src, float* dst, float* scratch, int w, in
     float* __restrict tmp = scratch;
     float* __restrict pad = tmp + (size_t)w * h;
     float* __restrict acc = pad + w + 2 * r;
+    float* __restrict s2 = acc + w;
     for (int y = 0; y < h; ++y) {
         const float* s = src + (size_t)y * w;
         float* t = tmp + (size_t)y * w;
         memcpy(pad + r, s, sizeof(float) * (size_t)w);
-        for (int k = 1; k <= r; ++k) {
-            pad[r - k] = s[reflect101(-k, w)];
-            pad[r + w - 1 + k] = s[reflect101(w - 1 + k, w)];
+        if (r < w) {
+            for (int k = 1; k <= r; ++k) {
+                pad[r - k] = s[k];
+                pad[r + w - 1 + k] = s[w - 1 - k];
+            }
+        } else {
+            for (int k = 1; k <= r; ++k) {
+                pad[r - k] = s[reflect101(-k, w)];
+                pad[r + w - 1 + k] = s[reflect101(w - 1 + k, w)];
+            }
         }
         switch (r) {
-            case 1: sum_along<1>(pad, t, w); break;
-            case 2: sum_along<2>(pad, t, w); break;
-            case 3: sum_along<3>(pad, t, w); break;
-            case 4: sum_along<4>(pad, t, w); break;
-            case 5: sum_along<5>(pad, t, w); break;
-            case 6: sum_along<6>(pad, t, w); break;
-            case 7: sum_along<7>(pad, t, w); break;
-            case 8: sum_along<8>(pad, t, w); break;
-            case 9: sum_along<9>(pad, t, w); break;
-            case 10: sum_along<10>(pad, t, w); break;
-            case 11: sum_along<11>(pad, t, w); break;
-            case 12: sum_along<12>(pad, t, w); break;
+            case 1: sum_along<1>(pad, s2, t, w); break;
+            case 2: sum_along<2>(pad, s2, t, w); break;
+            case 3: sum_along<3>(pad, s2, t, w); break;
+            case 4: sum_along<4>(pad, s2, t, w); break;
+            case 5: sum_along<5>(pad, s2, t, w); break;
+            case 6: sum_along<6>(pad, s2, t, w); break;
+            case 7: sum_along<7>(pad, s2, t, w); break;
+            case 8: sum_along<8>(pad, s2, t, w); break;
+            case 9: sum_along<9>(pad, s2, t, w); break;
+            case 10: sum_along<10>(pad, s2, t, w); break;
+            case 11: sum_along<11>(pad, s2, t, w); break;
+            case 12: sum_along<12>(pad, s2, t, w); break;
             default: sum_along_any(pad, t, w, r);
         }
     }
@@ -210,6 +229,9 @@ LFX_INLINE void box_mean(const float* src, float* dst, float* scratch, int w, in
 }  // namespace
 
 extern "C" {
+
+// Floats of scratch a box mean of a w × h plane with radius r needs.
+size_t lfx_box_scratch(int w, int h, int r) { return box_scratch(w, h, r); }
 
 // ``n`` rows (row stride ``ss``) resampled across to ``dw`` (row stride ``os``). The plan, per
 // output pixel: source pixels j0, j1 and the weight of j1 in 1/256; per group of ``group``
@@ -284,7 +306,7 @@ LFX_CLONES void lfx_vlerp(int w, int h, const uint8_t* rows, ptrdiff_t stride, c
     }
 }
 
-// Box mean of a contiguous w × h float plane; ``scratch``: w·h + 2w + 2r floats.
+// Box mean of a contiguous w × h float plane; ``scratch``: lfx_box_scratch(w, h, r) floats.
 LFX_CLONES void lfx_box_mean(const float* src, float* dst, float* scratch, int w, int h, int r) {
     box_mean(src, dst, scratch, w, h, r);
 }
@@ -296,7 +318,7 @@ LFX_CLONES void lfx_box_mean(const float* src, float* dst, float* scratch, int w
 //   2. motion-adaptive temporal smoothing against ``prev`` (``first``: no history) into
 //      ``smoothed``, and ``prev`` updated;
 //   3. the threshold/feather ramp into ``matte``, and ``small8`` = ⌊255·matte + 0.5⌋.
-// ``scratch``: 6·w·h + 2w + 2r floats.
+// ``scratch``: 5·w·h + lfx_box_scratch(w, h, r) floats.
 LFX_CLONES void lfx_refine(const float* mask, const uint8_t* luma, ptrdiff_t luma_stride, int w,
                            int h, int radius, float eps, float* prev, int first, float smoothing,
                            float threshold, float feather, float* filtered, float* smoothed,
@@ -356,7 +378,7 @@ LFX_CLONES void lfx_refine(const float* mask, const uint8_t* luma, ptrdiff_t lum
 }
 
 // The blur's denominator on a pyramid level: box(box(share)), share = the background's weight.
-// ``scratch``: w·h + 2w + 2r floats.
+// ``scratch``: lfx_box_scratch(w, h, r) floats.
 LFX_CLONES void lfx_blur_den(const float* share, float* den, float* scratch, int w, int h,
                              int r) {
     box_mean(share, den, scratch, w, h, r);
@@ -365,7 +387,7 @@ LFX_CLONES void lfx_blur_den(const float* share, float* den, float* scratch, int
 
 // The masked blur of one w × h uint8 plane (row stride ``ss``): box(box(x·share)) / den, or x
 // where den ≤ 1e-3 (no background within reach), rounded to uint8 into ``out``.
-// ``scratch``: 2·w·h + 2w + 2r floats.
+// ``scratch``: w·h + lfx_box_scratch(w, h, r) floats.
 LFX_CLONES void lfx_masked_blur(const uint8_t* src, ptrdiff_t ss, const float* share,
                                 const float* den, int w, int h, int r, uint8_t* out,
                                 ptrdiff_t os, float* scratch) {

@@ -242,7 +242,7 @@ class MatteRefiner:
             fused.addr(self.smoothed),
             fused.addr(self.matte),
             fused.addr(self.small8),
-            fused.addr(self._scratch.get(6 * h * w + 2 * w + 2 * radius)),
+            fused.addr(self._scratch.get(5 * h * w + fused.box_scratch(w, h, radius))),
         )
 
     def guided(self, mask: np.ndarray, luma_small: np.ndarray, radius: int, eps: float) -> None:
@@ -429,7 +429,7 @@ class BackgroundBlur:
             np.subtract(np.float32(1.0), share, out=share)
             lib = fused.NATIVE
             if lib is not None:
-                scratch = self._scratch.get(h * w + 2 * w + 2 * radius)
+                scratch = self._scratch.get(fused.box_scratch(w, h, radius))
                 lib.blur_den(fused.addr(share), fused.addr(den), fused.addr(scratch), w, h, radius)
             else:
                 box_mean_into(share, radius, den)
@@ -447,7 +447,7 @@ class BackgroundBlur:
         x, num, tmp, small = self._buffers(w, h)
         lib = fused.NATIVE
         if lib is not None:
-            scratch = self._scratch.get(2 * h * w + 2 * w + 2 * radius)
+            scratch = self._scratch.get(h * w + fused.box_scratch(w, h, radius))
             lib.masked_blur(
                 fused.addr(src),
                 src.strides[0],

@@ -23,7 +23,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import cv2
@@ -48,6 +48,7 @@ class _Native:
             "lfx_composite": [i, i, p, s, p, s, p, p, p, p, p, s, p, p, p, p, s],
             "lfx_vlerp": [i, i, p, s, p, p, p, p, s],
             "lfx_box_mean": [p, p, p, i, i, i],
+            "lfx_box_scratch": [i, i, i],
             "lfx_refine": [p, p, s, i, i, i, f, p, i, f, f, f, p, p, p, p, p],
             "lfx_blur_den": [p, p, p, i, i, i],
             "lfx_masked_blur": [p, s, p, p, i, i, i, p, s, p],
@@ -56,11 +57,13 @@ class _Native:
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, None
             setattr(self, name[4:], fn)
+        self.box_scratch.restype = ctypes.c_size_t
 
     across: Any
     composite: Any
     vlerp: Any
     box_mean: Any
+    box_scratch: Any
     refine: Any
     blur_den: Any
     masked_blur: Any
@@ -98,6 +101,11 @@ class Taps:
     j1: np.ndarray  # int32
     w: np.ndarray  # uint16, 0..256
 
+    @cached_property
+    def args(self) -> tuple[int, int, int]:
+        """The three arrays' addresses, for the compiled loops."""
+        return addr(self.j0), addr(self.j1), addr(self.w)
+
 
 @cache
 def taps(src: int, dst: int) -> Taps:
@@ -121,6 +129,12 @@ class AcrossPlan:
     ok: np.ndarray  # uint8
     m0: np.ndarray  # uint8, 16 per group
     m1: np.ndarray  # uint8
+
+    @cached_property
+    def args(self) -> tuple[int, ...]:
+        """What ``lfx_across`` takes of the plan, in its order."""
+        arrays = (self.base, self.ok, self.m0, self.m1)
+        return (*self.taps.args, *(addr(a) for a in arrays), self.group)
 
 
 def _groups(t: Taps, src: int, dst: int, group: int) -> tuple[np.ndarray, ...]:
@@ -164,14 +178,21 @@ class Rows:
     def width(self) -> int:
         return int(self.rows.shape[1])
 
+    @cached_property
+    def args(self) -> tuple[int, int, int | None]:
+        """The rows' address and row stride, and the flags' address, for the compiled loops."""
+        flags = None if self.flags is None else addr(self.flags)
+        return addr(self.rows), int(self.rows.strides[0]), flags
+
 
 class AcrossRows:
     """Low-resolution uint8 planes resampled across to a plane's width, into buffers of its own
-    (one set per source size): the cheap half of an upsampling, on the few rows there are."""
+    (one set per source size): the cheap half of an upsampling, on the few rows there are. The
+    ``Rows`` it returns are the same object for every call of one kind (their buffers are)."""
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self._bufs: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._rows: dict[tuple[int, int, bool, bool], Rows] = {}
 
     def __call__(self, src: np.ndarray, flags: bool = False) -> Rows:
         """``src`` (h ≤ height rows, w ≤ width, uint8) as ``Rows`` of this plane. Without the
@@ -180,40 +201,32 @@ class AcrossRows:
         faster than across then down)."""
         h, w = src.shape
         whole = NATIVE is None or w > self.width or h > self.height
-        key = (w, h, whole)
-        bufs = self._bufs.get(key)
-        if bufs is None:
-            rows_h = self.height if whole else h
-            bufs = self._bufs[key] = (
-                np.empty((rows_h, self.width), np.uint8),
-                np.empty((rows_h, -(-self.width // CHUNK)), np.uint8),
+        flags = flags and not whole
+        key = (w, h, whole, flags)
+        rows = self._rows.get(key)
+        if rows is None:
+            n = self.height if whole else h
+            flag_buf = np.empty((n, -(-self.width // CHUNK)), np.uint8) if flags else None
+            rows = self._rows[key] = Rows(
+                np.empty((n, self.width), np.uint8), self.height, flag_buf
             )
-        out, flag_buf = bufs
         if whole or NATIVE is None:
             from engine.ops import cpu
 
-            cpu.resize_into(src, out)
-            return Rows(out, self.height)
-        plan = across_plan(w, self.width)
-        t = plan.taps
+            cpu.resize_into(src, rows.rows)
+            return rows
+        out, stride, flag_addr = rows.args
         NATIVE.across(
             addr(src),
             src.strides[0],
             h,
             self.width,
-            addr(t.j0),
-            addr(t.j1),
-            addr(t.w),
-            addr(plan.base),
-            addr(plan.ok),
-            addr(plan.m0),
-            addr(plan.m1),
-            plan.group,
-            addr(out),
-            out.strides[0],
-            addr(flag_buf) if flags else None,
+            *across_plan(w, self.width).args,
+            out,
+            stride,
+            flag_addr,
         )
-        return Rows(out, self.height, flag_buf if flags else None)
+        return rows
 
 
 Background = tuple[Rows, Rows, Rows]  # Y, U, V
@@ -240,15 +253,13 @@ def expand(src: Rows, out: np.ndarray) -> None:
     if NATIVE is None:
         cv2.resize(rows, (src.width, src.height), dst=out, interpolation=cv2.INTER_LINEAR)
         return
-    t = taps(rows.shape[0], src.height)
+    ptr, stride, _ = src.args
     NATIVE.vlerp(
         src.width,
         src.height,
-        addr(rows),
-        rows.strides[0],
-        addr(t.j0),
-        addr(t.j1),
-        addr(t.w),
+        ptr,
+        stride,
+        *taps(rows.shape[0], src.height).args,
         addr(out),
         out.strides[0],
     )
@@ -271,23 +282,20 @@ class Compositor:
         if NATIVE is None:
             self._opencv(fg, bg, alpha, out)
             return
-        ta, tb = taps(alpha.rows.shape[0], h), taps(bg.rows.shape[0], h)
+        a_ptr, a_stride, a_flags = alpha.args
+        b_ptr, b_stride, _ = bg.args
         NATIVE.composite(
             w,
             h,
             addr(fg),
             fg.strides[0],
-            addr(alpha.rows),
-            alpha.rows.strides[0],
-            None if alpha.flags is None else addr(alpha.flags),
-            addr(ta.j0),
-            addr(ta.j1),
-            addr(ta.w),
-            addr(bg.rows),
-            bg.rows.strides[0],
-            addr(tb.j0),
-            addr(tb.j1),
-            addr(tb.w),
+            a_ptr,
+            a_stride,
+            a_flags,
+            *taps(alpha.rows.shape[0], h).args,
+            b_ptr,
+            b_stride,
+            *taps(bg.rows.shape[0], h).args,
             addr(out),
             out.strides[0],
         )
@@ -325,9 +333,15 @@ class Scratch:
         return self._a
 
 
+def box_scratch(w: int, h: int, radius: int) -> int:
+    """Floats of scratch the compiled box mean of a w × h plane needs."""
+    assert NATIVE is not None
+    return int(NATIVE.box_scratch(w, h, radius))
+
+
 def box_mean_into(src: np.ndarray, radius: int, dst: np.ndarray, scratch: Scratch) -> None:
     """``reference.box_mean`` of a contiguous float32 plane into ``dst`` (compiled loops only)."""
     assert NATIVE is not None
     h, w = src.shape
-    buf = scratch.get(h * w + 2 * w + 2 * radius)
+    buf = scratch.get(box_scratch(w, h, radius))
     NATIVE.box_mean(addr(src), addr(dst), addr(buf), w, h, radius)
