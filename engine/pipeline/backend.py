@@ -131,7 +131,10 @@ def make_pipeline(
         from engine.pipeline.cuda_pipeline import CudaPipeline
 
         p: Pipeline = CudaPipeline(config, tensorrt=c.tensorrt)
+        p.backend_reason = c.reason
     else:
+        from engine.ops import fused
+
         p = Pipeline(config, body_async=live)
-    p.backend_reason = c.reason
+        p.backend_reason = f"{c.reason}; {fused.REASON}"  # the compiled loops, or why not
     return p

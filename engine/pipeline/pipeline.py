@@ -325,6 +325,7 @@ class Pipeline:
         session = self.session
         return {
             "backend": self.backend_name,
+            "backend_reason": self.backend_reason,
             "frames": self.frames,
             "inferences": session.inferences,
             "reused_masks": session.reused,
