@@ -4,6 +4,7 @@ on the whole frame or on the person only."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +17,9 @@ from engine.inference import InferenceBackend, create_backend
 from engine.inference.onnxruntime import DynamicShapeError
 from engine.models.registry import load_generator
 from engine.ops import cpu, fused
-from engine.ops.guided import GuidedUpsampler
+from engine.ops.guided import GuidedUpsampler, ResidualUpsampler
+
+Upsampler = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 if TYPE_CHECKING:
     from engine.pipeline.state import FrameState
@@ -27,6 +30,17 @@ EXPECTED = (
     "expected an image-to-image model: one float input N×3×H×W (RGB in [0, 1]) and one output "
     "of the same shape (any size, or a fixed one the frames are resized to)"
 )
+
+# How a reduced-size result comes back to full size, per shipped model (a user's model: guided).
+# "guided": a self-guided fast guided filter (the frame's edges and detail, the generator's
+# colours and shapes); "residual": the generator's change at the low size, upsampled and added
+# to the full frame; "bilinear": the result upsampled alone (measurements only).
+UPSAMPLING = {"cartoon": "guided", "enhance": "guided"}
+# The guided filter's regularisation per shipped model (0–255 scale): the larger, the more the
+# full-size frame's own small variations (noise, blocking) are smoothed where the generator's
+# result is flat.
+GUIDED_EPS = {"cartoon": 4.0, "enhance": 1.0}
+GUIDED_NOISE_EPS = {"cartoon": 0.0, "enhance": 1.0}
 
 
 def check_generator(model: bytes, label: str, threads: int = 1) -> tuple[int, int] | None:
@@ -72,7 +86,14 @@ class GanEffect(Effect):
         self._backends: dict[tuple[int, int], InferenceBackend] = {}
         self._pre: dict[tuple[int, int], cpu.Preprocessor] = {}
         self._to_yuv = cpu.RgbToYuv420p()
-        self._upsample = GuidedUpsampler()
+        self.upsampling = UPSAMPLING.get(config.model, "guided")
+        self._upsamplers: dict[str, Upsampler] = {
+            "guided": GuidedUpsampler(
+                eps=GUIDED_EPS.get(config.model, 4.0),
+                noise_eps=GUIDED_NOISE_EPS.get(config.model, 0.0),
+            ),
+            "residual": ResidualUpsampler(),
+        }
         self._styled: FrameBuffer | None = None
 
     def configure(self, frame: FrameBuffer) -> None:
@@ -113,10 +134,11 @@ class GanEffect(Effect):
             for k, (src, dst) in enumerate(
                 zip((frame.y, frame.u, frame.v), (styled.y, styled.u, styled.v), strict=True)
             ):
-                if w >= dst.shape[1] and h >= dst.shape[0]:  # no upsampling (chroma, often)
+                no_upsampling = w >= dst.shape[1] and h >= dst.shape[0]  # chroma, often
+                if no_upsampling or self.upsampling == "bilinear":
                     cpu.resize_into(planes[k], dst)
                 else:
-                    self._upsample(pre.small[k], planes[k], src, dst)
+                    self._upsamplers[self.upsampling](pre.small[k], planes[k], src, dst)
         if self.config.region == "person":
             assert s.alpha_rows_y is not None and s.alpha_rows_uv is not None
             bg = fused.as_rows(frame)
