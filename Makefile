@@ -97,9 +97,9 @@ bench: $(VENV)/.installed-dev $(MP_VENV)/bin/python
 	$(PY) benchmarks/pipeline.py --mediapipe-python $(MP_VENV)/bin/python
 	$(PY) benchmarks/quality.py
 
-# Train the GAN generators again (about 9 and 5 minutes on two cores) and their held-out metrics.
+# Train the GAN generators again (about 9 minutes on one core and 5 on two) and their held-out metrics.
 train: $(VENV)/.installed-dev
-	$(PY) -m engine.models.train enhance --steps 10000 --seed 0 --out engine/models/enhance.onnx --metrics engine/models/enhance.metrics.json
+	$(PY) -m engine.models.train enhance --steps 12000 --seed 0 --threads 1 --out engine/models/enhance.onnx --metrics engine/models/enhance.metrics.json
 	$(PY) -m engine.models.train cartoon --steps 5000 --seed 0 --out engine/models/cartoon.onnx --metrics engine/models/cartoon.metrics.json
 
 # WebRTC round trips against `livefx serve` and a bare aiortc echo (about 5 minutes).
