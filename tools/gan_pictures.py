@@ -42,9 +42,13 @@ def main() -> int:
         "gan_cartoon.jpg",
         [photo[:, 64:448], gan(photo, "cartoon")[:, 64:448], data.cartoon_target(photo)[:, 64:448]],
     )
-    bad = data.degrade(photo, data.EVAL_DEGRADATION, np.random.default_rng(0))
-    crop = (slice(40, 296), slice(120, 376))
-    save("gan_enhance.jpg", [bad[crop], gan(bad, "enhance")[crop], photo[crop]])
+    # What enhance is for: an under-exposed, gained, noisy, JPEG-compressed frame (1280×720,
+    # the generator at 640×360 and the noise-adaptive guided filter back up).
+    frame = data.cover(photo, 1280, 720)
+    low_light = data.EVAL_SET["low light, JPEG"][0]
+    bad = data.degrade(frame, low_light, np.random.default_rng(0))
+    crop = (slice(60, 360), slice(500, 800))
+    save("gan_enhance.jpg", [bad[crop], gan(bad, "enhance")[crop], frame[crop]])
     return 0
 
 
