@@ -213,7 +213,7 @@ GENERATORS: dict[str, GeneratorSpec] = {
     "enhance": GeneratorSpec(
         "enhance",
         "enhance.onnx",
-        "9548ca82fc3931439f423d937866da1c300f58c2387db9bd29ce62253cea3f61",
+        "dad4b8d1e95540cbc654da908ec5e32d0c2ba2bb691eb0a55165b3a7ed952b43",
     ),
 }
 
