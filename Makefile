@@ -20,11 +20,11 @@ $(PY):
 	$(PIP) install --upgrade pip
 
 # pip builds the cpu backend's compiled loops (setup.py: kernels/cpu_fused.cpp) in place.
-$(VENV)/.installed: pyproject.toml setup.py kernels/cpu_fused.cpp | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py kernels/cpu_fused.cpp kernels/pixel.cuh | $(PY)
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml setup.py kernels/cpu_fused.cpp | $(PY)
+$(VENV)/.installed-dev: pyproject.toml setup.py kernels/cpu_fused.cpp kernels/pixel.cuh | $(PY)
 	$(PIP) install -e '.[dev,train]'
 	touch $@ $(VENV)/.installed
 

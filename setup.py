@@ -27,6 +27,7 @@ setup(
         Extension(
             "engine.ops._fused",
             sources=["kernels/cpu_fused.cpp"],
+            depends=["kernels/pixel.cuh"],  # the per-element math shared with the CUDA kernels
             language="c++",
             optional=True,
         )

@@ -34,16 +34,20 @@ def sample_rgb(name: str) -> np.ndarray:
     return read_rgb(sample_path(name))
 
 
-def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Centre-crop ``img`` to width:height, then area-resize it to width×height."""
+def centre_crop(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The centred crop of ``img`` with width:height's aspect (a view)."""
     h, w = img.shape[:2]
     if h * width > w * height:
         ch = w * height // width
-        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
-    else:
-        cw = h * width // height
-        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
-    return np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
+        return img[(h - ch) // 2 : (h - ch) // 2 + ch]
+    cw = h * width // height
+    return img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+
+
+def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop ``img`` to width:height, then area-resize it to width×height."""
+    crop = centre_crop(img, width, height)
+    return np.ascontiguousarray(cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA))
 
 
 def camera_frames(

@@ -30,6 +30,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pixel.cuh"  // the per-element math the CUDA kernels use: one definition of each
+
+using lfx::reflect101;
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define LFX_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -64,12 +68,6 @@ LFX_INLINE uint16_t lerp8(uint8_t r0, uint8_t r1, uint16_t w) {
 LFX_INLINE uint8_t blend8(uint8_t f, uint16_t b, uint16_t a) {
     uint16_t t = (uint16_t)(f * a + b * (uint16_t)(255 - a) + 128);
     return (uint8_t)((uint16_t)(t + (t >> 8)) >> 8);
-}
-
-int reflect101(int i, int n) {
-    if (n == 1) return 0;
-    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
-    return i;
 }
 
 // -- full resolution ---------------------------------------------------------------------------
@@ -342,39 +340,28 @@ LFX_CLONES void lfx_refine(const float* mask, const uint8_t* luma, ptrdiff_t lum
         box_mean(cii, cii, box, w, h, radius);
         box_mean(cip, cip, box, w, h, radius);
         for (size_t k = 0; k < n; ++k) {  // a into cii, b into cip
-            float var = cii[k] - mi[k] * mi[k];
-            float cov = cip[k] - mi[k] * mp[k];
-            float a = cov / (var + eps);
+            float a, b;
+            lfx::guided_ab_px(mi[k], mp[k], cii[k], cip[k], eps, &a, &b);
             cii[k] = a;
-            cip[k] = mp[k] - a * mi[k];
+            cip[k] = b;
         }
         box_mean(cii, cii, box, w, h, radius);
         box_mean(cip, cip, box, w, h, radius);
-        for (size_t k = 0; k < n; ++k) filtered[k] = cii[k] * gi[k] + cip[k];
+        for (size_t k = 0; k < n; ++k) filtered[k] = lfx::guided_out_px(cii[k], cip[k], gi[k]);
         q = filtered;
     }
-    if (first || smoothing <= 0.f) {
+    if (first) {
         memcpy(smoothed, q, sizeof(float) * n);
     } else {
-        const float k_min = 1.f - 0.85f * smoothing, gain = (1.f - k_min) * 4.f;
         for (size_t k = 0; k < n; ++k) {
-            float d = q[k] - prev[k];
-            float g = (d < 0.f ? -d : d) * gain + k_min;
-            g = g < 1.f ? g : 1.f;
-            smoothed[k] = d * g + prev[k];
+            smoothed[k] = lfx::temporal_smooth_px(q[k], prev[k], smoothing);
         }
     }
     memcpy(prev, smoothed, sizeof(float) * n);
-    if (feather <= 0.f) {
-        for (size_t k = 0; k < n; ++k) matte[k] = smoothed[k] >= threshold ? 1.f : 0.f;
-    } else {
-        const float inv = 1.f / feather;
-        for (size_t k = 0; k < n; ++k) {
-            float m = (smoothed[k] - threshold) * inv + 0.5f;
-            matte[k] = m < 0.f ? 0.f : (m > 1.f ? 1.f : m);
-        }
+    for (size_t k = 0; k < n; ++k) {
+        matte[k] = lfx::matte_curve_px(smoothed[k], threshold, feather);
+        small8[k] = (uint8_t)(matte[k] * 255.f + 0.5f);
     }
-    for (size_t k = 0; k < n; ++k) small8[k] = (uint8_t)(matte[k] * 255.f + 0.5f);
 }
 
 // The blur's denominator on a pyramid level: box(box(share)), share = the background's weight.
@@ -407,8 +394,7 @@ LFX_CLONES void lfx_masked_blur(const uint8_t* src, ptrdiff_t ss, const float* s
         const float* dn = den + (size_t)y * w;
         uint8_t* o = out + y * os;
         for (int x = 0; x < w; ++x) {
-            float v = dn[x] > 1e-3f ? nr[x] / dn[x] : (float)s[x];
-            v += 0.5f;
+            float v = lfx::masked_ratio(nr[x], dn[x], (float)s[x]) + 0.5f;
             o[x] = (uint8_t)(v < 0.f ? 0.f : (v > 255.f ? 255.f : v));
         }
     }

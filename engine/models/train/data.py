@@ -115,13 +115,9 @@ def opencv_doc_photos(cache: Path, fetch: bool = True) -> dict[str, np.ndarray]:
 def cover(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """``rgb`` centre-cropped to width:height and resized to fill width×height (bicubic up,
     area down): a camera frame made from a photo."""
-    h, w = rgb.shape[:2]
-    if h * width > w * height:
-        ch = w * height // width
-        rgb = rgb[(h - ch) // 2 : (h - ch) // 2 + ch]
-    else:
-        cw = h * width // height
-        rgb = rgb[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+    from engine.samples import centre_crop
+
+    rgb = centre_crop(rgb, width, height)
     interp = cv2.INTER_CUBIC if width > rgb.shape[1] else cv2.INTER_AREA
     return np.ascontiguousarray(cv2.resize(rgb, (width, height), interpolation=interp))
 
