@@ -129,7 +129,7 @@ def run(
         out["reasons"][k] = wk.hello["reason"]
     stages = list(times["A"][0])
     for s in stages:
-        row = {}
+        row: dict[str, Any] = {}
         for k in ("A", "B"):
             v = np.array([t[s] for t in times[k] if s in t])
             row[k] = {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))}
