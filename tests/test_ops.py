@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import InputError
 from engine.frame import FrameBuffer, chroma_size
-from engine.ops import cpu, reference
+from engine.ops import cpu, fused, reference
 from engine.ops.color import rgb_to_yuv, yuv_to_rgb
 
 
@@ -178,10 +178,11 @@ def test_refine_matches_reference(astronaut_rgb: np.ndarray, guided: bool, w: in
             m = r.filtered
         r.smooth(m, 0.7)
         r.ramp(0.5, 0.5)
+        r.quantise()
         alpha_y = np.full((h, w), 7, np.uint8)
         alpha_uv = np.full((ch, cw), 7, np.uint8)
-        r.upsample(alpha_y)
-        r.upsample(alpha_uv)
+        for plane in (alpha_y, alpha_uv):  # as the pipeline brings it to each plane's size
+            fused.expand(fused.AcrossRows(plane.shape[1], plane.shape[0])(r.small8), plane)
         smoothed, matte, ref_y, ref_uv = reference.refine(
             mask, previous, luma if guided else None, w, h, cw, ch,
             smoothing=0.7, threshold=0.5, feather=0.5, radius=1, eps=1e-4,

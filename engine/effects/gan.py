@@ -31,11 +31,6 @@ EXPECTED = (
     "of the same shape (any size, or a fixed one the frames are resized to)"
 )
 
-# How a reduced-size result comes back to full size, per shipped model (a user's model: guided).
-# "guided": a self-guided fast guided filter (the frame's edges and detail, the generator's
-# colours and shapes); "residual": the generator's change at the low size, upsampled and added
-# to the full frame; "bilinear": the result upsampled alone (measurements only).
-UPSAMPLING = {"cartoon": "guided", "enhance": "guided"}
 # The guided filter's regularisation per shipped model (0–255 scale): the larger, the more the
 # full-size frame's own small variations (noise, blocking) are smoothed where the generator's
 # result is flat.
@@ -86,7 +81,11 @@ class GanEffect(Effect):
         self._backends: dict[tuple[int, int], InferenceBackend] = {}
         self._pre: dict[tuple[int, int], cpu.Preprocessor] = {}
         self._to_yuv = cpu.RgbToYuv420p()
-        self.upsampling = UPSAMPLING.get(config.model, "guided")
+        # How a reduced-size result comes back to full size: "guided", a self-guided fast guided
+        # filter (the frame's edges and detail, the generator's colours and shapes), for every
+        # model; benchmarks/gan_quality.py also measures "residual" (the generator's change at
+        # the low size, upsampled and added to the full frame) and "bilinear".
+        self.upsampling = "guided"
         self._upsamplers: dict[str, Upsampler] = {
             "guided": GuidedUpsampler(
                 eps=GUIDED_EPS.get(config.model, 4.0),

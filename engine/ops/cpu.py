@@ -174,9 +174,9 @@ class MatteRefiner:
     2. motion-adaptive temporal smoothing (its state is ``previous``; ``reset()`` forgets it).
        It comes after the guided filter so that it also damps the noise the guide brings in;
     3. the threshold/feather ramp: ``matte``, the low-resolution matte, and ``small8``, its
-       8-bit version;
-    4. bilinear upsampling to each plane's size (``upsample``; the pipeline resamples
-       ``small8`` across instead and leaves the rest to the composite, ``engine.ops.fused``).
+       8-bit version (``quantise``): the full-size passes read and write bytes, not floats;
+    4. bilinear upsampling to each plane's size: the pipeline resamples ``small8`` across and
+       the composite lerps it down (``engine.ops.fused``).
 
     ``run`` does 1–3 in one call of the compiled loops where they exist.
     """
@@ -372,14 +372,6 @@ class MatteRefiner:
         np.multiply(self.matte, np.float32(255.0), out=self._t[0])
         np.add(self._t[0], np.float32(0.5), out=self._t[0])
         np.copyto(self.small8, self._t[0], casting="unsafe")
-
-    def upsample(self, out: np.ndarray) -> None:
-        """The low-resolution matte, bilinearly upsampled into ``out`` (uint8).
-
-        Quantised to uint8 at low resolution first, so that the full-size pass reads and writes
-        bytes, not floats (at most one level from resampling in float)."""
-        self.quantise()
-        resize_into(self.small8, out)
 
 
 class BackgroundBlur:

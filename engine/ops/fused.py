@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
-import logging
 import os
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -30,8 +29,6 @@ import cv2
 import numpy as np
 
 from engine.frame import FrameBuffer
-
-log = logging.getLogger(__name__)
 
 ENV = "LIVEFX_NATIVE"  # "0": the OpenCV and NumPy passes even where the compiled loops exist
 CHUNK = 32  # pixels per flag of an across row (kernels/cpu_fused.cpp's kChunk)
@@ -154,7 +151,7 @@ def across_plan(src: int, dst: int) -> AcrossPlan:
     t = taps(src, dst)
     t = Taps(t.j0, t.j1, np.concatenate([t.w, np.zeros(16, np.uint16)]))
     g16 = _groups(t, src, dst, 16)
-    if g16[1].all() or src > dst:  # shrinking spans more than 16 sources per 16 outputs
+    if not g16[1].all():  # 16 outputs span more than 16 sources somewhere (shrinking, ~1:1)
         g8 = _groups(t, src, dst, 8)
         if g8[1].mean() > g16[1].mean():
             return AcrossPlan(t, 8, *g8)
@@ -210,7 +207,7 @@ class AcrossRows:
             rows = self._rows[key] = Rows(
                 np.empty((n, self.width), np.uint8), self.height, flag_buf
             )
-        if whole or NATIVE is None:
+        if whole or NATIVE is None:  # (the second for the type checker)
             from engine.ops import cpu
 
             cpu.resize_into(src, rows.rows)

@@ -132,7 +132,6 @@ class CudaPipeline(Pipeline):
             out=chain.out_frame,
             bg=chain.out_frame,
             alpha_y=np.empty((0, 0), np.uint8),
-            alpha_uv=np.empty((0, 0), np.uint8),
             pyramids=None,  # type: ignore[arg-type]
             model=spec,
             backend=backend,

@@ -23,7 +23,6 @@ class FrameState:
     out: FrameBuffer
     bg: FrameBuffer  # background planes the effect renders (composite effects)
     alpha_y: np.ndarray  # uint8 matte at the Y plane's size (made on demand: ``alpha_full``)
-    alpha_uv: np.ndarray  # uint8 matte at the U/V planes' size
     pyramids: cpu.FramePyramids
     model: ModelSpec | None = None
     backend: InferenceBackend | None = None
@@ -31,8 +30,6 @@ class FrameState:
     refiner: cpu.MatteRefiner | None = None
     mask: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     quality: Quality = QUALITY_LEVELS[0]
-    scratch_y: list[np.ndarray] = field(default_factory=list)  # two uint8 Y-size planes
-    scratch_uv: list[np.ndarray] = field(default_factory=list)  # two uint8 U/V-size planes
     extra: dict[Any, np.ndarray] = field(default_factory=dict)  # other per-size buffers
     # The matte as rows resampled across to each plane's width (the composite lerps them down),
     # and the buffers that resample low-resolution planes across: "alpha_y", "alpha_uv" for the
@@ -59,10 +56,7 @@ class FrameState:
             out=frame.like(),
             bg=frame.like(),
             alpha_y=np.zeros((h, w), np.uint8),
-            alpha_uv=np.zeros((ch, cw), np.uint8),
             pyramids=cpu.FramePyramids(w, h),
-            scratch_y=[np.empty((h, w), np.uint8) for _ in range(2)],
-            scratch_uv=[np.empty((ch, cw), np.uint8) for _ in range(2)],
             across={
                 "alpha_y": fused.AcrossRows(w, h),
                 "alpha_uv": fused.AcrossRows(cw, ch),
