@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,23 @@ def server():
     s = ServerProcess("--max-sessions", "2", "--idle-timeout", "3", "--offer-rate", "1000")
     yield s
     s.stop()
+
+
+@contextmanager
+def damaged_shipped_file(path: Path, tmp_path: Path, monkeypatch, cache) -> Iterator[None]:
+    """A copy of the shipped model file ``path`` with one byte flipped, in a folder of its own
+    that the registry reads instead; ``cache`` (the registry's loader) cleared before and after."""
+    from engine.models import registry
+
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / path.name).write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "MODEL_DIR", tmp_path)
+    cache.cache_clear()
+    try:
+        yield
+    finally:
+        cache.cache_clear()
 
 
 @pytest.fixture(params=["compiled", "opencv"])

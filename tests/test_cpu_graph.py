@@ -14,6 +14,7 @@ from engine.errors import ModelError
 from engine.inference.onnxruntime import OnnxRuntimeBackend, cpu_session
 from engine.models import registry
 from engine.models.registry import SEGMENTERS, load_cpu_graph, load_model
+from tests.conftest import damaged_shipped_file
 
 pytest.importorskip("onnx")
 
@@ -99,16 +100,11 @@ def test_cpu_graph_stays_in_the_nchwc_layout(name: str, tmp_path: Path) -> None:
 def test_a_damaged_cpu_graph_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = SEGMENTERS["landscape"]
     converted = load_model("landscape")
-    data = bytearray(spec.cpu_path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (tmp_path / spec.cpu_filename).write_bytes(bytes(data))
-    monkeypatch.setattr(registry, "MODEL_DIR", tmp_path)
-    registry.load_cpu_graph.cache_clear()
-    try:
-        with pytest.raises(ModelError, match="damaged or replaced"):
-            OnnxRuntimeBackend(converted, input_shape=(1, 3, 144, 256))
-    finally:
-        registry.load_cpu_graph.cache_clear()
+    with (
+        damaged_shipped_file(spec.cpu_path, tmp_path, monkeypatch, registry.load_cpu_graph),
+        pytest.raises(ModelError, match="damaged or replaced"),
+    ):
+        OnnxRuntimeBackend(converted, input_shape=(1, 3, 144, 256))
 
 
 def test_session_options_are_applied() -> None:

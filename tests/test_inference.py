@@ -14,6 +14,7 @@ from engine.inference import InferenceBackend, create_backend
 from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models import registry
 from engine.models.registry import choose_segmenter, load_model
+from tests.conftest import damaged_shipped_file
 
 
 def tiny_model(inputs: int = 1, dtype: int = TensorProto.FLOAT, dims=("N", 3, 8, 8)) -> bytes:
@@ -89,17 +90,12 @@ def test_selection_and_threshold_are_configurable() -> None:
 
 
 def test_a_damaged_model_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = registry.SEGMENTERS["general"]
-    data = bytearray(spec.path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (tmp_path / spec.filename).write_bytes(bytes(data))
-    monkeypatch.setattr(registry, "MODEL_DIR", tmp_path)
-    registry.load_model.cache_clear()
-    try:
-        with pytest.raises(ModelError, match="damaged or replaced"):
-            load_model("general")
-    finally:
-        registry.load_model.cache_clear()
+    path = registry.SEGMENTERS["general"].path
+    with (
+        damaged_shipped_file(path, tmp_path, monkeypatch, registry.load_model),
+        pytest.raises(ModelError, match="damaged or replaced"),
+    ):
+        load_model("general")
 
 
 def test_shipped_models_load_and_segment_a_person(astronaut_rgb: np.ndarray) -> None:
