@@ -11,6 +11,7 @@ NVCC        ?= nvcc
 KERNELS_DIR := build/kernels
 FATBIN      := $(KERNELS_DIR)/livefx.fatbin
 HOST_LIB    := build/liblfx_host.so
+HOST_SRC    := kernels/host_api.cpp kernels/net_host.cpp
 GENCODE     := $(foreach a,75 80 86 89 90,-gencode arch=compute_$(a),code=sm_$(a)) -gencode arch=compute_90,code=compute_90
 
 .PHONY: install dev run demo test lint format models fixtures bench bench-e2e bench-whip soak train kernels clean
@@ -64,7 +65,7 @@ format: $(VENV)/.installed-dev
 
 kernels: $(FATBIN)
 
-$(FATBIN): kernels/livefx.cu kernels/pixel.cuh
+$(FATBIN): kernels/livefx.cu kernels/pixel.cuh kernels/net.cuh kernels/net_kernels.cuh
 	@mkdir -p $(KERNELS_DIR)
 	$(NVCC) -fatbin -std=c++17 -O3 -Xptxas -v -Werror all-warnings $(GENCODE) -o $@ $< > $(KERNELS_DIR)/ptxas.log 2>&1 \
 	  || { cat $(KERNELS_DIR)/ptxas.log; rm -f $@; exit 1; }
@@ -73,9 +74,9 @@ $(FATBIN): kernels/livefx.cu kernels/pixel.cuh
 	@echo "kernels: $@ ($$(grep -c "Compiling entry function" $(KERNELS_DIR)/ptxas.log) entry points compiled, no spills, no warnings)"
 
 # The same pixel math compiled by the host compiler, for the host tests.
-$(HOST_LIB): kernels/host_api.cpp kernels/pixel.cuh
+$(HOST_LIB): $(HOST_SRC) kernels/pixel.cuh kernels/net.cuh
 	@mkdir -p build
-	$(CXX) -O2 -std=c++17 -shared -fPIC -Wall -Wextra -Werror -o $@ $<
+	$(CXX) -O2 -std=c++17 -shared -fPIC -Wall -Wextra -Werror -o $@ $(HOST_SRC)
 
 # Fetch mediapipe==0.10.21 (pip download --no-deps) and @mediapipe/pose (npm pack), convert, and
 # compare with the committed .onnx.

@@ -98,3 +98,23 @@ def loops(request, monkeypatch) -> str:
     else:
         monkeypatch.setattr(fused, "NATIVE", None)
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def net_lib():
+    """The net kernels' host build (build/liblfx_host.so), made where it is missing or stale."""
+    import shutil
+
+    from engine.inference.net.host import LIB, library
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [
+        root / "kernels" / n for n in ("net_host.cpp", "host_api.cpp", "net.cuh", "pixel.cuh")
+    ]
+    if not LIB.exists() or LIB.stat().st_mtime < max(s.stat().st_mtime for s in sources):
+        if shutil.which("g++") is None:
+            pytest.skip("no host C++ compiler (g++) to build kernels/net_host.cpp")
+        subprocess.run(
+            ["make", "--no-print-directory", "build/liblfx_host.so"], cwd=root, check=True
+        )
+    return library()  # checks NetStep / NetPtrs against the C++ structs' sizes
