@@ -74,7 +74,7 @@ def device_bandwidth(cd: Any, stream: Any, ev: Events, nbytes: int = 512 << 20) 
 
 
 def bench(res: str, effect: str, repeats: int, frames_n: int, threads: int) -> dict[str, Any]:
-    from engine.inference import cuda_driver as cd
+    from engine.gpu import driver as cd
     from engine.pipeline.cuda_pipeline import CudaPipeline
 
     w, h = RESOLUTIONS[res]
@@ -186,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    from engine.ops import cuda
+    from engine.gpu.module import Gpu
 
-    gpu = cuda.Gpu.shared()
+    gpu = Gpu.shared()
     name = f"{gpu.device.name}, kernels {gpu.module.source}"
     results = []
     for res in [r.strip() for r in args.resolutions.split(",") if r.strip()]:

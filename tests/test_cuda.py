@@ -42,7 +42,7 @@ class Dev:
     """Device buffers for one test, a stream, and synchronous launches."""
 
     def __init__(self, gpu: Any) -> None:
-        from engine.inference import cuda_driver as cd
+        from engine.gpu import driver as cd
 
         self.cd, self.cu, self.gpu = cd, cd.cu, gpu
         gpu.device.make_current()
@@ -82,9 +82,9 @@ class Dev:
 
 @pytest.fixture(scope="module")
 def gpu() -> Any:
-    from engine.ops import cuda
+    from engine.gpu.module import Gpu
 
-    return cuda.Gpu.shared()
+    return Gpu.shared()
 
 
 @pytest.fixture()
@@ -108,15 +108,15 @@ def poisoned_runs(
     return results[0]
 
 
-# The launch shapes engine/ops/cuda.py uses (imported late: it needs cuda-python).
+# The launch shapes engine/gpu/launch.py gives the chain (imported late, as the GPU modules are).
 def grid2(w: int, h: int, z: int = 1) -> tuple[int, int, int]:
-    from engine.ops.cuda import grid2 as g
+    from engine.gpu.launch import grid2 as g
 
     return g(w, h, z)
 
 
 def grid1(n: int) -> tuple[int, int, int]:
-    from engine.ops.cuda import grid1 as g
+    from engine.gpu.launch import grid1 as g
 
     return g(n)
 
@@ -171,7 +171,7 @@ def test_halve(dev: Dev, w: int, h: int) -> None:
 @pytest.mark.parametrize("ot", ["f32", "f16"])
 @pytest.mark.parametrize("colorspace,full", [("bt601", False), ("bt709", True)])
 def test_preprocess(dev: Dev, yt: str, ct: str, ot: str, colorspace: str, full: bool) -> None:
-    from engine.ops.cuda import color_matrix
+    from engine.gpu.launch import color_matrix
 
     rng = np.random.default_rng(7)
     yw, yh, dw, dh = 300, 200, 256, 144  # no halvings: the kernel's own resample only
@@ -220,9 +220,9 @@ def test_preprocess(dev: Dev, yt: str, ct: str, ot: str, colorspace: str, full: 
 
 
 def box_passes(dev: Dev, src: int, tmp: int, dst: int, w: int, h: int, r: int, z: int) -> None:
-    from engine.ops import cuda
+    from engine.gpu import launch
 
-    bh, (bx, by, _) = cuda.BOX_H_BLOCK, cuda.BOX_V_BLOCK
+    bh, (bx, by, _) = launch.BOX_H_BLOCK, launch.BOX_V_BLOCK
     dev.launch(
         "lfx_box_h",
         ((w + bh - 1) // bh, h, z),
@@ -237,7 +237,7 @@ def box_passes(dev: Dev, src: int, tmp: int, dst: int, w: int, h: int, r: int, z
     dev.launch(
         "lfx_box_v",
         ((w + bx - 1) // bx, (h + by - 1) // by, z),
-        cuda.BOX_V_BLOCK,
+        launch.BOX_V_BLOCK,
         P(tmp),
         P(dst),
         w,
@@ -415,7 +415,7 @@ def test_masked_blur(dev: Dev, xt: str, planes: int) -> None:
 def test_finish(dev: Dev, mode: str, w: int, h: int) -> None:
     """The last kernel: both mattes (the low-resolution matte resampled), the background (a
     colour, planes, or uint8 levels upsampled) and the composite of Y, U and V."""
-    from engine.ops.cuda import PX, Background
+    from engine.gpu.launch import PX, Background
 
     rng = np.random.default_rng(w + len(mode))
     cw, ch = chroma_size(w, h)
@@ -496,11 +496,12 @@ def test_finish(dev: Dev, mode: str, w: int, h: int) -> None:
 
 def test_nvrtc_build_matches_the_prebuilt_kernels(dev: Dev) -> None:
     """Where no prebuilt binary fits, NVRTC compiles the same sources at start-up."""
-    from engine.ops import cuda
+    from engine.gpu.launch import BOX_H_BLOCK, BOX_V_BLOCK
+    from engine.gpu.module import FATBIN, Module
 
-    if not cuda.FATBIN.exists():
+    if not FATBIN.exists():
         pytest.skip("no prebuilt fatbin to compare with (make kernels)")
-    rtc = cuda.Module(dev.gpu.device, nvrtc=True)
+    rtc = Module(dev.gpu.device, nvrtc=True)
     assert rtc.source.startswith("NVRTC")
     rng = np.random.default_rng(1)
     planes = rng.random((3, 135, 241)).astype(np.float32)
@@ -508,7 +509,7 @@ def test_nvrtc_build_matches_the_prebuilt_kernels(dev: Dev) -> None:
     outs = []
     for module in (dev.gpu.module, rtc):
         out = dev.empty(planes.nbytes)
-        bh = cuda.BOX_H_BLOCK
+        bh = BOX_H_BLOCK
         module.launch(
             "lfx_box_h",
             ((241 + bh - 1) // bh, 135, 3),
@@ -524,7 +525,7 @@ def test_nvrtc_build_matches_the_prebuilt_kernels(dev: Dev) -> None:
         module.launch(
             "lfx_box_v",
             ((241 + 31) // 32, (135 + 7) // 8, 3),
-            cuda.BOX_V_BLOCK,
+            BOX_V_BLOCK,
             dev.stream.handle,
             P(tmp),
             P(out),
@@ -590,7 +591,7 @@ def test_cuda_pipeline_matches_cpu(effect: EffectConfig, size: tuple[int, int]) 
 
 
 def test_cuda_pipeline_writes_every_output_pixel() -> None:
-    from engine.inference import cuda_driver as cd
+    from engine.gpu import driver as cd
     from engine.pipeline.cuda_pipeline import CudaPipeline
 
     frames = clip_frames(640, 480, 2)

@@ -87,7 +87,7 @@ def _gpu_reason() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed (it cannot be on LiveFX's development machines)"
     try:
-        from engine.inference.cuda_driver import Device
+        from engine.gpu.driver import Device
 
         Device()
     except BackendError as exc:

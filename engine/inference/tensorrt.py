@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import BackendError, ModelError
-from engine.inference import cuda_driver as cd
+from engine.gpu import driver as cd
 from engine.inference.engine_cache import EngineCache, EngineKey
 
 try:

@@ -56,12 +56,12 @@ class BackendChoice:
 def gpu_status() -> GpuStatus:
     """Looked at once per process: cuda-python, a device, the kernels, TensorRT."""
     try:
-        from engine.inference import cuda_driver as cd
+        from engine.gpu import driver as cd
 
         device = cd.Device()
     except BackendError as exc:
         return GpuStatus(missing=str(exc))
-    from engine.ops.cuda import FATBIN
+    from engine.gpu.module import FATBIN
 
     if FATBIN.exists():
         kernels = f"prebuilt {FATBIN.name}"

@@ -1,5 +1,5 @@
 """The pipeline on the GPU (``--backend cuda``): the same stages as ``Pipeline``, run by
-``engine.ops.cuda.FrameChain`` as two captured CUDA graphs around the model.
+``engine.gpu.chain.FrameChain`` as two captured CUDA graphs around the model.
 
 Stages (timed on the host, as for the cpu pipeline):
 
@@ -58,17 +58,18 @@ class CudaPipeline(Pipeline):
         tensorrt: bool = False,
         gpu: Any = None,
     ) -> None:
-        from engine.inference import cuda_driver as cd
-        from engine.ops import cuda
+        from engine.gpu import chain as gpu_chain
+        from engine.gpu import driver as cd
+        from engine.gpu.module import Gpu
 
         config = config or PipelineConfig()
         check_gpu_effect(config)
-        self.gpu = gpu or cuda.Gpu.shared()
+        self.gpu = gpu or Gpu.shared()
         self.gpu.device.make_current()
         self.stream = cd.Stream()
         self.tensorrt = tensorrt
-        self.chain: cuda.FrameChain | None = None
-        self._frame_settings: cuda.ChainSettings | None = None  # set by ingest, used by both
+        self.chain: gpu_chain.FrameChain | None = None
+        self._frame_settings: gpu_chain.ChainSettings | None = None  # set by ingest, used by both
         super().__init__(config)
 
     def _stage_list(self) -> list[tuple[str, Stage]]:
@@ -96,7 +97,7 @@ class CudaPipeline(Pipeline):
         return super()._default_backend(spec)
 
     def _configure(self, frame: FrameBuffer) -> FrameState:
-        from engine.ops import cuda
+        from engine.gpu.chain import FrameChain
 
         log.info("configuring the GPU chain for %d×%d", frame.width, frame.height)
         if self.chain is not None:
@@ -108,7 +109,7 @@ class CudaPipeline(Pipeline):
         model_io = None
         if self.tensorrt:
             model_io = (backend.d_input.ptr, backend.d_output.ptr)  # type: ignore[attr-defined]
-        chain = cuda.FrameChain(
+        chain = FrameChain(
             self.gpu,
             self.stream,
             frame.width,
@@ -141,7 +142,7 @@ class CudaPipeline(Pipeline):
 
     def chain_settings(self, q: Quality) -> Any:
         """What the GPU chain's graphs bake in, for this config at quality level ``q``."""
-        from engine.ops.cuda import ChainSettings
+        from engine.gpu.chain import ChainSettings
 
         e, m = self.config.effect, self.config.matte
         background = {"blur": "blur", "replace": "image", "colour": "colour"}[e.name]
