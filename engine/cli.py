@@ -127,8 +127,15 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=("auto", "cpu", "cuda"),
-        help="cuda: LiveFX's kernels on the GPU (models on TensorRT, or ONNX Runtime without "
-        "it); auto: cuda when a GPU, the kernels and TensorRT are all present (default auto)",
+        help="cuda: the whole frame on the GPU on LiveFX's kernels; auto: cuda where a GPU and "
+        "the kernels are present and the effect has a GPU path (default auto)",
+    )
+    g.add_argument(
+        "--model-runtime",
+        default="kernels",
+        choices=("kernels", "tensorrt", "onnxruntime"),
+        help="how the models run on the cuda backend: LiveFX's own kernels inside the frame's "
+        "CUDA graph, TensorRT, or ONNX Runtime on the CPU (default kernels)",
     )
     g.add_argument(
         "--budget-ms",
@@ -164,6 +171,7 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         inference=InferenceConfig(threads=args.threads),
         budget=BudgetConfig(budget_ms=args.budget_ms),
         backend=args.backend,
+        model_runtime=args.model_runtime,
     )
 
 
@@ -321,7 +329,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     from engine.pipeline import choose_backend
 
-    choice = choose_backend(config.pipeline.backend, config.pipeline.effect.name)
+    choice = choose_backend(
+        config.pipeline.backend, config.pipeline.effect.name, runtime=config.pipeline.model_runtime
+    )
     print(f"livefx: {choice.describe()}", file=sys.stderr)
     if not is_loopback_host(config.host) and config.cert is None:
         print(

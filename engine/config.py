@@ -171,9 +171,13 @@ class PipelineConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     stats_window: int = 100_000  # per-stage timings kept for the summary
     backend: str = "auto"  # auto | cpu | cuda (engine.pipeline.backend)
+    # How the models run on the cuda backend: LiveFX's kernels, TensorRT, or ONNX Runtime on
+    # the CPU (engine.pipeline.backend.MODEL_RUNTIMES).
+    model_runtime: str = "kernels"
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, ("auto", "cpu", "cuda"))
+        _check_choice("model_runtime", self.model_runtime, ("kernels", "tensorrt", "onnxruntime"))
         for name, kind in (
             ("effect", EffectConfig),
             ("matte", MatteConfig),

@@ -288,3 +288,6 @@ __global__ void lfx_finish(const uint8_t* fy, int fys, const uint8_t* fu, const 
 }
 
 }  // extern "C"
+
+// The net engine's kernels (the models' layers), in the same module.
+#include "net_kernels.cuh"

@@ -215,7 +215,7 @@ LFX_HD float convt_px(const Step& s, const Ptrs& p, const Pos& o) {
 
 LFX_HD float pool_px(const Step& s, const Ptrs& p, const Pos& o) {
     const float* xp = p.x + ((long long)o.n * s.ci + o.c) * s.hi * s.wi;
-    float best = -INFINITY, sum = 0.f;
+    float best = -3.402823466e38f, sum = 0.f;  // -FLT_MAX (NVRTC has no math.h)
     int count = 0;
     for (int ky = 0; ky < s.kh; ++ky) {
         int iy = o.y * s.sh - s.pt + ky;

@@ -8,11 +8,11 @@ using namespace lfx::net;
 
 namespace {
 
-template <int K>
+template <int K, typename W>
 void run_per_element(const Step& s, const Ptrs& p) {
     long long per = per_sample_out(s);
     for (int n = 0; n < s.n; ++n)
-        for (long long i = 0; i < per; ++i) step_px<K, float>(s, p, n, i);
+        for (long long i = 0; i < per; ++i) step_px<K, W>(s, p, n, i);
 }
 
 // The GPU's block reduction, in the same order: partial k sums elements k, k + 256, …; then
@@ -36,27 +36,34 @@ void run_concat(const Step& s, const Ptrs& p) {
         for (long long i = 0; i < per; ++i) concat_px(s, p, n, i);
 }
 
-}  // namespace
-
-extern "C" {
-
-// 0 when the step ran; -1 for an unknown kind.
-int lfx_net_step(const Step* s, const Ptrs* p) {
-    switch (s->kind) {
-        case K_CONV: run_per_element<K_CONV>(*s, *p); break;
-        case K_CONVT: run_per_element<K_CONVT>(*s, *p); break;
-        case K_POOL: run_per_element<K_POOL>(*s, *p); break;
-        case K_SE: run_per_element<K_SE>(*s, *p); break;
-        case K_ELTWISE: run_per_element<K_ELTWISE>(*s, *p); break;
-        case K_RESIZE: run_per_element<K_RESIZE>(*s, *p); break;
-        case K_D2S: run_per_element<K_D2S>(*s, *p); break;
-        case K_PAD: run_per_element<K_PAD>(*s, *p); break;
-        case K_GAP: run_gap(*s, *p); break;
-        case K_CONCAT: run_concat(*s, *p); break;
+template <typename W>
+int run_step(const Step& s, const Ptrs& p) {
+    switch (s.kind) {
+        case K_CONV: run_per_element<K_CONV, W>(s, p); break;
+        case K_CONVT: run_per_element<K_CONVT, W>(s, p); break;
+        case K_POOL: run_per_element<K_POOL, W>(s, p); break;
+        case K_SE: run_per_element<K_SE, W>(s, p); break;
+        case K_ELTWISE: run_per_element<K_ELTWISE, W>(s, p); break;
+        case K_RESIZE: run_per_element<K_RESIZE, W>(s, p); break;
+        case K_D2S: run_per_element<K_D2S, W>(s, p); break;
+        case K_PAD: run_per_element<K_PAD, W>(s, p); break;
+        case K_GAP: run_gap(s, p); break;
+        case K_CONCAT: run_concat(s, p); break;
         default: return -1;
     }
     return 0;
 }
+
+}  // namespace
+
+extern "C" {
+
+// 0 when the step ran; -1 for an unknown kind. Weights as fp32 (the fp16 values widened).
+int lfx_net_step(const Step* s, const Ptrs* p) { return run_step<float>(*s, *p); }
+
+// The same with the weights as the GPU gets them, fp16 bits (W = uint16_t, converted per use
+// by wval): the device's instantiation of every per-element function, on the host.
+int lfx_net_step_f16w(const Step* s, const Ptrs* p) { return run_step<uint16_t>(*s, *p); }
 
 // The structs' sizes, so that engine/inference/net/plan.py can check its mirror of them.
 int lfx_net_sizeof_step() { return (int)sizeof(Step); }

@@ -23,20 +23,34 @@ def test_cpu_is_always_cpu() -> None:
     assert choose_backend("cpu", "gan", GPU_TRT).name == "cpu"
 
 
-def test_auto_needs_a_gpu_the_kernels_and_tensorrt() -> None:
+def test_auto_picks_cuda_with_a_gpu_and_the_kernels() -> None:
     c = choose_backend("auto", "blur", NO_GPU)
     assert c.name == "cpu" and "libcuda.so not found" in c.reason
-    c = choose_backend("auto", "blur", GPU_ONLY)
+    c = choose_backend("auto", "blur", GPU_ONLY)  # TensorRT is no longer needed
+    assert c.name == "cuda" and c.model_runtime == "kernels" and not c.tensorrt
+    assert "NVIDIA H100" in c.reason and "LiveFX's kernels" in c.reason
+    c = choose_backend("auto", "mask", GPU_ONLY)
+    assert c.name == "cuda"
+    c = choose_backend("auto", "blur", GPU_ONLY, runtime="tensorrt")
     assert c.name == "cpu" and "TensorRT is not installed" in c.reason
-    c = choose_backend("auto", "blur", GPU_TRT)
-    assert c.name == "cuda" and c.tensorrt and "NVIDIA H100" in c.reason
-    c = choose_backend("auto", "gan", GPU_TRT)
-    assert c.name == "cpu" and "no GPU path" in c.reason
+    c = choose_backend("auto", "blur", GPU_TRT, runtime="tensorrt")
+    assert c.name == "cuda" and c.tensorrt and "TensorRT 10.13" in c.reason
+    no_onnx = GpuStatus(missing=None, gpu="NVIDIA H100", kernels="NVRTC", net="no onnx")
+    c = choose_backend("auto", "blur", no_onnx)
+    assert c.name == "cpu" and "no onnx" in c.reason
 
 
-def test_cuda_runs_the_models_on_onnxruntime_without_tensorrt() -> None:
-    c = choose_backend("cuda", "replace", GPU_ONLY)
+def test_cuda_runs_the_models_on_the_runtime_asked_for() -> None:
+    c = choose_backend("cuda", "replace", GPU_ONLY, runtime="onnxruntime")
     assert c.name == "cuda" and not c.tensorrt and "ONNX Runtime" in c.reason
+    c = choose_backend("cuda", "replace", GPU_ONLY)
+    assert c.model_runtime == "kernels"
+    with pytest.raises(BackendError, match=r"^backend cuda: TensorRT is not installed"):
+        choose_backend("cuda", "blur", GPU_ONLY, runtime="tensorrt")
+    with pytest.raises(ConfigError, match="model_runtime: 'cudnn' is not one of"):
+        choose_backend("cuda", "blur", GPU_ONLY, runtime="cudnn")
+    with pytest.raises(ConfigError, match="model_runtime"):
+        PipelineConfig(model_runtime="cudnn")
 
 
 def test_cuda_where_it_cannot_run_is_one_line() -> None:

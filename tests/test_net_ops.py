@@ -84,7 +84,7 @@ def check(lib, g: G, outputs: list[str], tol: float = 1e-2) -> None:
         )
 
 
-def test_convolutions(net_lib) -> None:
+def case_convolutions() -> tuple[G, list[str], float]:
     g = G()
     a = g.op("Relu", [g.conv("x", 4, 8, pads=[1, 1, 1, 1])])
     b = g.op("HardSwish", [g.conv(a, 8, 8, strides=[2, 2], pads=[0, 0, 1, 1])])
@@ -110,10 +110,14 @@ def test_convolutions(net_lib) -> None:
     h = g.op(
         "HardSigmoid", [g.op("Add", [g.conv(f, 8, 8, pads=[1, 1, 1, 1]), a])], alpha=0.3, beta=0.4
     )
-    check(net_lib, g, [b, c, d, e, h])
+    return g, [b, c, d, e, h], 1e-2
 
 
-def test_transposed_convolutions(net_lib) -> None:
+def test_convolutions(net_lib) -> None:
+    check(net_lib, *case_convolutions())
+
+
+def case_transposed_convolutions() -> tuple[G, list[str], float]:
     g = G(c=4, h=7, w=9)
     outs = []
     for k, s, pads, opad, group in [
@@ -132,10 +136,14 @@ def test_transposed_convolutions(net_lib) -> None:
             group=group,
         )
         outs.append(g.op("Sigmoid", [y]))
-    check(net_lib, g, outs)
+    return g, outs, 1e-2
 
 
-def test_pooling(net_lib) -> None:
+def test_transposed_convolutions(net_lib) -> None:
+    check(net_lib, *case_transposed_convolutions())
+
+
+def case_pooling() -> tuple[G, list[str], float]:
     g = G()
     outs = [
         g.op("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -152,7 +160,11 @@ def test_pooling(net_lib) -> None:
         g.op("ReduceMean", ["x"], axes=[2, 3], keepdims=1),
         g.op("AveragePool", ["x"], kernel_shape=[13, 17]),
     ]
-    check(net_lib, g, outs, tol=1e-5)
+    return g, outs, 1e-5
+
+
+def test_pooling(net_lib) -> None:
+    check(net_lib, *case_pooling())
 
 
 @pytest.mark.parametrize(
@@ -188,7 +200,7 @@ def test_resize(net_lib, coord: str) -> None:
     check(net_lib, g, outs, tol=1e-5)
 
 
-def test_layout_ops(net_lib) -> None:
+def case_layout_ops() -> tuple[G, list[str], float]:
     g = G(c=8, h=6, w=7)
     outs = [
         g.op("DepthToSpace", ["x"], blocksize=2, mode="DCR"),
@@ -209,10 +221,14 @@ def test_layout_ops(net_lib) -> None:
         g.op("Concat", [g.conv("x", 8, 3, pads=[1, 1, 1, 1]), "x", g.conv("x", 8, 2, k=1)], axis=1),
         g.op("Flatten", [g.op("GlobalAveragePool", ["x"])]),
     ]
-    check(net_lib, g, outs)
+    return g, outs, 1e-2
 
 
-def test_elementwise_and_gates(net_lib) -> None:
+def test_layout_ops(net_lib) -> None:
+    check(net_lib, *case_layout_ops())
+
+
+def case_elementwise_and_gates() -> tuple[G, list[str], float]:
     g = G(c=4, h=9, w=11)
     a = g.conv("x", 4, 4, pads=[1, 1, 1, 1])
     gate = g.op("Sigmoid", [g.conv(g.op("GlobalAveragePool", [a]), 4, 4, k=1)])
@@ -228,7 +244,20 @@ def test_elementwise_and_gates(net_lib) -> None:
         g.op("Relu", [g.op("Sub", [a, "x"])]),
         g.op("Add", [gate, a]),
     ]
-    check(net_lib, g, outs)
+    return g, outs, 1e-2
+
+
+def test_elementwise_and_gates(net_lib) -> None:
+    check(net_lib, *case_elementwise_and_gates())
+
+
+CASES = {
+    "convolutions": case_convolutions,
+    "transposed_convolutions": case_transposed_convolutions,
+    "pooling": case_pooling,
+    "layout_ops": case_layout_ops,
+    "elementwise_and_gates": case_elementwise_and_gates,
+}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ is one of our kernels, launched on the session's stream:
          together) as far as the model and the blur need → preprocess (planes → NCHW RGB in
          [0, 1], fp32 or fp16, and the luma guide at the mask's size, one launch) [→ model input
          to the host, when the model runs on ONNX Runtime]
-    model: TensorRT on the same stream, or ONNX Runtime on the CPU
+    model: LiveFX's net kernels (``engine.gpu.net``) inside the same graph (``launch_frame``:
+         the whole frame is one graph, no host round trip); TensorRT on the same stream between
+         the two graphs; or ONNX Runtime on the CPU between them
     post (one CUDA graph per setting, ``engine.gpu.composite``): [mask to the device] → guided
          filter (``engine.gpu.refine``: its four box means in one launch pair, a and b's in
          another; its output fused with temporal smoothing and the ramp) → for the blur
@@ -276,16 +278,60 @@ class FrameChain:
         key = ("pre", self.depths(settings))
         self._launch_graph(key, partial(self.pre_ops, settings), "pre")
 
-    def launch_post(self, settings: ChainSettings) -> None:
-        """Everything after the model, as one graph per setting."""
+    def _set_first(self) -> None:
+        """The device's "no history yet" flag, read by the smoothing inside the graphs."""
         if self._first_set != self._first:
             flag = 1 if self._first else 0
             cd.check(
                 cu.cuMemsetD32Async(self.d_first, flag, 1, self.stream.handle), "cuMemsetD32Async"
             )
             self._first_set = self._first
+
+    def launch_post(self, settings: ChainSettings) -> None:
+        """Everything after the model, as one graph per setting."""
+        self._set_first()
         self._launch_graph(settings, partial(self.post_ops, settings), "post")
         self._first = False
+
+    def frame_ops(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> list[Op]:
+        """The whole frame: upload → halvings → preprocess → [the model's launches] → refine →
+        background → composite → download. ``model`` None: the mask of an earlier frame is
+        used again (the budget's ``infer_every``). The ``none`` effect: upload → download."""
+        if settings.background == "none":
+            n = self.frame_bytes
+            return [
+                Op(
+                    "upload (host → device)",
+                    n,
+                    lambda: self._copy_h2d(self.d_in, self.host_in.ptr, n),
+                ),
+                Op(
+                    "download (device → host)",
+                    n,
+                    lambda: self._copy_d2h(self.host_out.ptr, self.d_in, n),
+                ),
+            ]
+        return self.pre_ops(settings) + (model() if model else []) + self.post_ops(settings)
+
+    def launch_frame(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> None:
+        """``frame_ops`` as one CUDA graph (one per setting, pyramid depth, and with or
+        without the model), launched on the session's stream; no host round trip inside."""
+        self._set_first()
+        key = ("frame", settings, self.depths(settings), model is not None)
+        self._launch_graph(key, partial(self.frame_ops, settings, model), "frame")
+        self._first = False
+
+    def white_frame(self) -> int:
+        """A constant frame of full white (Y 255, or 235 in limited range; U, V 128): the
+        ``mask`` effect composites it over black with the matte, which is the grey matte."""
+        ptr = self._scratch.get("white")
+        if ptr is None:
+            ptr = self.scratch("white", self.frame_bytes)
+            n_y = self.width * self.height
+            y = 255 if self.full_range else 235
+            cd.check(cu.cuMemsetD8(ptr, y, n_y), "cuMemsetD8")
+            cd.check(cu.cuMemsetD8(ptr + n_y, 128, self.frame_bytes - n_y), "cuMemsetD8")
+        return ptr
 
     def synchronize(self) -> None:
         self.stream.synchronize()

@@ -38,6 +38,9 @@ def background(chain: FrameChain, s: ChainSettings) -> tuple[list[Op], Backgroun
     elif s.background == "colour":
         bg = Background(0, *(int(c) for c in s.colour))
         bg_bytes = 0
+    elif s.background == "matte":  # the mask effect: white (chain.white_frame) over black
+        bg = Background(0, 0 if chain.full_range else 16, 128, 128)
+        bg_bytes = 0
     else:
         raise BackendError(f"unknown background {s.background!r}")
     return ops, bg, bg_bytes
@@ -53,6 +56,8 @@ def finish_op(chain: FrameChain, s: ChainSettings, bg: Background, bg_bytes: int
     o = chain.plane_offsets()
     n_y, n_c = w * h, cw * ch
     fin, out = chain.d_in, chain.d_out
+    if s.background == "matte":
+        fin = chain.white_frame()
     return chain._kernel(
         f"mattes + background + composite ({s.background})",
         f4 + 2 * chain.frame_bytes + n_y + n_c + bg_bytes,

@@ -1,9 +1,12 @@
-"""Which backend runs a pipeline: ``cpu`` (NumPy, OpenCV, ONNX Runtime) or ``cuda`` (LiveFX's
-own kernels on the GPU, the models on TensorRT, or on ONNX Runtime where TensorRT is missing).
+"""Which backend runs a pipeline: ``cpu`` (NumPy, OpenCV, ONNX Runtime) or ``cuda`` (the
+whole frame on the GPU, on LiveFX's own kernels), and how the models run on the GPU
+(``--model-runtime``): ``kernels`` (LiveFX's net kernels inside the frame's CUDA graph, the
+default), ``tensorrt`` (where it is installed) or ``onnxruntime`` (on the CPU, between two
+graphs).
 
-``auto`` picks cuda only when a GPU, the kernels (prebuilt, or NVRTC to compile them) and an
-inference runtime for the GPU (TensorRT) are all present, and the effect has a GPU path; it
-says what it picked and why. Nothing here imports cuda-python unless a GPU path is asked about.
+``auto`` picks cuda wherever a GPU and the kernels (prebuilt, or NVRTC to compile them) are
+present, the model runtime asked for can run, and the effect has a GPU path; it says what it
+picked and why. Nothing here imports cuda-python unless a GPU path is asked about.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "cuda")
-GPU_EFFECTS = ("blur", "replace", "colour")  # effects with a GPU path
+MODEL_RUNTIMES = ("kernels", "tensorrt", "onnxruntime")
+GPU_EFFECTS = ("blur", "replace", "colour", "mask", "none")  # effects with a GPU path
 
 
 def no_gpu_path(effect: str) -> str | None:
@@ -40,13 +44,18 @@ class GpuStatus:
     gpu: str = ""  # the device's name
     kernels: str = ""  # "prebuilt livefx.fatbin" or "NVRTC at start-up"
     tensorrt: str | None = None  # TensorRT's version, None where it is not importable
+    net: str | None = None  # why the kernels runtime cannot read models (None: it can)
 
 
 @dataclass(frozen=True)
 class BackendChoice:
     name: str  # cpu | cuda
     reason: str
-    tensorrt: bool = False  # cuda: the models on TensorRT (else ONNX Runtime on the CPU)
+    model_runtime: str = "kernels"  # cuda: kernels | tensorrt | onnxruntime
+
+    @property
+    def tensorrt(self) -> bool:
+        return self.name == "cuda" and self.model_runtime == "tensorrt"
 
     def describe(self) -> str:
         return f"backend {self.name} ({self.reason})"
@@ -80,42 +89,71 @@ def gpu_status() -> GpuStatus:
         trt_version: str | None = str(tensorrt.__version__)
     except ImportError:
         trt_version = None
-    return GpuStatus(missing=None, gpu=device.name, kernels=kernels, tensorrt=trt_version)
+    return GpuStatus(
+        missing=None, gpu=device.name, kernels=kernels, tensorrt=trt_version, net=_net_missing()
+    )
 
 
-def choose_backend(choice: str, effect: str, status: GpuStatus | None = None) -> BackendChoice:
-    """Resolve ``auto``/``cpu``/``cuda`` for an effect. ``cuda`` where it cannot run is a
-    ``BackendError`` (or ``ConfigError`` for an effect with no GPU path), one line each."""
+def _net_missing() -> str | None:
+    try:
+        import onnx  # noqa: F401  (the kernels runtime reads the ONNX graphs with it)
+    except ImportError:
+        return "the onnx package is not installed (pip install 'livefx[gpu]')"
+    return None
+
+
+def runtime_missing(runtime: str, st: GpuStatus) -> str | None:
+    """Why the model runtime ``runtime`` cannot run on this GPU path (None: it can)."""
+    if runtime == "tensorrt" and st.tensorrt is None:
+        return (
+            "TensorRT is not installed (--model-runtime kernels runs the models on LiveFX's "
+            "kernels)"
+        )
+    if runtime == "kernels" and st.net is not None:
+        return f"the kernels runtime: {st.net}"
+    return None
+
+
+def _runtime_reason(runtime: str, st: GpuStatus) -> str:
+    models = {
+        "kernels": "models on LiveFX's kernels in the frame's CUDA graph",
+        "tensorrt": f"models on TensorRT {st.tensorrt}",
+        "onnxruntime": "models on ONNX Runtime (CPU)",
+    }[runtime]
+    return f"{st.gpu}, kernels {st.kernels}; {models}"
+
+
+def choose_backend(
+    choice: str, effect: str, status: GpuStatus | None = None, *, runtime: str = "kernels"
+) -> BackendChoice:
+    """Resolve ``auto``/``cpu``/``cuda`` for an effect and a model runtime. ``cuda`` where it
+    cannot run is a ``BackendError`` (or ``ConfigError`` for an effect with no GPU path), one
+    line each."""
     if choice not in BACKENDS:
         raise ConfigError(f"backend: {choice!r} is not one of {', '.join(BACKENDS)}")
+    if runtime not in MODEL_RUNTIMES:
+        raise ConfigError(f"model_runtime: {runtime!r} is not one of {', '.join(MODEL_RUNTIMES)}")
     if choice == "cpu":
         return BackendChoice("cpu", "asked for")
     st = status if status is not None else gpu_status()
     why_not = no_gpu_path(effect)
-    full_path = f"{st.gpu}, kernels {st.kernels}, TensorRT {st.tensorrt}"
     if choice == "cuda":
         if st.missing is not None:
             raise BackendError(f"backend cuda: {st.missing}")
         if why_not is not None:
             raise ConfigError(f"backend cuda: {why_not}; use --backend cpu or auto")
-        if st.tensorrt is None:
-            return BackendChoice(
-                "cuda",
-                f"{st.gpu}, kernels {st.kernels}; models on ONNX Runtime (CPU): "
-                "TensorRT is not installed",
-            )
-        return BackendChoice("cuda", full_path, tensorrt=True)
+        missing = runtime_missing(runtime, st)
+        if missing is not None:
+            raise BackendError(f"backend cuda: {missing}")
+        return BackendChoice("cuda", _runtime_reason(runtime, st), runtime)
     if st.missing is not None:
         return BackendChoice("cpu", f"no GPU path: {st.missing}")
-    if st.tensorrt is None:
-        return BackendChoice(
-            "cpu",
-            f"{st.gpu} present but TensorRT is not installed (--backend cuda runs the "
-            "kernels on it with the models on ONNX Runtime)",
-        )
     if why_not is not None:
         return BackendChoice("cpu", why_not)
-    return BackendChoice("cuda", full_path, tensorrt=True)
+    missing = runtime_missing(runtime, st)
+    if missing is not None:
+        return BackendChoice("cpu", f"{st.gpu} present but {missing}")
+    return BackendChoice("cuda", _runtime_reason(runtime, st), runtime)
 
 
 def make_pipeline(
@@ -125,12 +163,12 @@ def make_pipeline(
     a real-time session (the body prior runs on a thread of its own; files run it inline)."""
     from engine.pipeline.pipeline import Pipeline
 
-    c = choice or choose_backend(config.backend, config.effect.name)
+    c = choice or choose_backend(config.backend, config.effect.name, runtime=config.model_runtime)
     log.info("%s", c.describe())
     if c.name == "cuda":
         from engine.pipeline.cuda_pipeline import CudaPipeline
 
-        p: Pipeline = CudaPipeline(config, tensorrt=c.tensorrt)
+        p: Pipeline = CudaPipeline(config, model_runtime=c.model_runtime)
         p.backend_reason = c.reason
     else:
         from engine.ops import fused

@@ -1,12 +1,22 @@
 """The pipeline on the GPU (``--backend cuda``): the same stages as ``Pipeline``, run by
-``engine.gpu.chain.FrameChain`` as two captured CUDA graphs around the model.
+``engine.gpu.chain.FrameChain``.
 
-Stages (timed on the host, as for the cpu pipeline):
+With the models on LiveFX's kernels (``--model-runtime kernels``, the default) a frame is one
+captured CUDA graph: upload, halvings, preprocess, the segmenter's launches
+(``engine.gpu.net``), guided filter, smoothing and ramp, mattes, background, composite,
+download, with no host round trip in the middle. Stages (timed on the host):
 
-1. ingest     — the frame's planes into pinned memory; the pre-model graph (upload, halvings,
+1. ingest     — the frame's planes into pinned memory; whether the model runs this frame (the
+                quality level's ``infer_every``: otherwise the graph without the model's
+                launches, the last mask again)
+2. frame      — the frame's graph launched and waited for
+
+With TensorRT or ONNX Runtime the model sits between two graphs:
+
+1. ingest     — the planes into pinned memory; the pre-model graph (upload, halvings,
                 preprocess, luma guide) launched; with ONNX Runtime, waited for
-2. segment    — the model: TensorRT enqueued on the session's stream, or ONNX Runtime on the
-                CPU; or the last mask again when the quality level's ``infer_every`` allows
+2. segment    — TensorRT enqueued on the session's stream, or ONNX Runtime on the CPU; or the
+                last mask again when ``infer_every`` allows
 3. composite  — the post-model graph (guided filter, smoothing and ramp, mattes, background,
                 composite, download) launched and waited for
 
@@ -19,6 +29,7 @@ motion-adaptive either way).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,7 +66,8 @@ class CudaPipeline(Pipeline):
         self,
         config: PipelineConfig | None = None,
         *,
-        tensorrt: bool = False,
+        model_runtime: str = "kernels",
+        tensorrt: bool | None = None,
         gpu: Any = None,
     ) -> None:
         from engine.gpu import chain as gpu_chain
@@ -67,12 +79,19 @@ class CudaPipeline(Pipeline):
         self.gpu = gpu or Gpu.shared()
         self.gpu.device.make_current()
         self.stream = cd.Stream()
-        self.tensorrt = tensorrt
+        if tensorrt is not None:  # the older flag: TensorRT, or ONNX Runtime
+            model_runtime = "tensorrt" if tensorrt else "onnxruntime"
+        self.model_runtime = model_runtime
+        self.tensorrt = model_runtime == "tensorrt"
+        self.kernels = model_runtime == "kernels"
+        self._run_model = False  # set by ingest: the model runs in this frame's graph
         self.chain: gpu_chain.FrameChain | None = None
         self._frame_settings: gpu_chain.ChainSettings | None = None  # set by ingest, used by both
         super().__init__(config)
 
     def _stage_list(self) -> list[tuple[str, Stage]]:
+        if self.kernels:
+            return [("ingest", self._gpu_ingest_frame), ("frame", self._gpu_frame)]
         return [
             ("ingest", self._gpu_ingest),
             ("segment", self._gpu_segment),
@@ -84,6 +103,11 @@ class CudaPipeline(Pipeline):
         super().reconfigure(config)
 
     def _default_backend(self, spec: ModelSpec) -> InferenceBackend:
+        if self.kernels:
+            from engine.gpu.net import GpuSegmenter
+
+            shape = (1, 3, spec.height, spec.width)
+            return GpuSegmenter(self.gpu, load_model(spec.name), spec.name, shape)
         if self.tensorrt:
             from engine.inference.tensorrt import TensorRTBackend
 
@@ -105,10 +129,12 @@ class CudaPipeline(Pipeline):
             self.chain = None
         m = self.config.model
         spec = choose_segmenter(frame.width, frame.height, m.segmenter, m.landscape_min_aspect)
-        backend = self._backend(spec)
+        backend = self._backend(spec) if self.effect.needs_matte else None
         model_io = None
-        if self.tensorrt:
+        if self.tensorrt and backend is not None:
             model_io = (backend.d_input.ptr, backend.d_output.ptr)  # type: ignore[attr-defined]
+        elif self.kernels and backend is not None:
+            model_io = (backend.d_input, backend.d_output)  # type: ignore[attr-defined]
         chain = FrameChain(
             self.gpu,
             self.stream,
@@ -119,7 +145,11 @@ class CudaPipeline(Pipeline):
             mask_size=(spec.width, spec.height),
             model_io=model_io,
         )
-        if chain.ort and tuple(backend.output.shape[-2:]) != (spec.height, spec.width):
+        if (
+            chain.ort
+            and backend is not None
+            and tuple(backend.output.shape[-2:]) != (spec.height, spec.width)
+        ):
             chain.close()
             raise ConfigError(
                 f"segmenter {spec.name}: mask {backend.output.shape} is not the input's size"
@@ -145,7 +175,13 @@ class CudaPipeline(Pipeline):
         from engine.gpu.chain import ChainSettings
 
         e, m = self.config.effect, self.config.matte
-        background = {"blur": "blur", "replace": "image", "colour": "colour"}[e.name]
+        background = {
+            "blur": "blur",
+            "replace": "image",
+            "colour": "colour",
+            "mask": "matte",
+            "none": "none",
+        }[e.name]
         colour = (0, 128, 128)
         if e.name == "colour":
             colour = self.effect.yuv  # type: ignore[attr-defined]
@@ -174,6 +210,36 @@ class CudaPipeline(Pipeline):
         chain.launch_pre(self._frame_settings)
         if chain.ort:
             chain.synchronize()
+
+    def _gpu_ingest_frame(self, s: FrameState) -> None:
+        """The kernels runtime: the planes into pinned memory, and whether the model runs."""
+        chain, session = self.chain, self.session
+        assert chain is not None
+        s.frame.copy_into(chain.in_frame)
+        self._frame_settings = self.chain_settings(s.quality)
+        self._run_model = False
+        if not self.effect.needs_matte:
+            return
+        if chain.has_mask and session.since_inference + 1 < s.quality.infer_every:
+            session.since_inference += 1
+            session.reused += 1
+            return  # the net's output still holds the last mask
+        self._run_model = True
+        session.since_inference = 0
+        session.inferences += 1
+
+    def _gpu_frame(self, s: FrameState) -> None:
+        """The kernels runtime: the frame's one graph, launched and waited for."""
+        chain = self.chain
+        assert chain is not None and self._frame_settings is not None
+        model = None
+        if self._run_model:
+            assert s.backend is not None
+            model = partial(s.backend.ops, self.stream)  # type: ignore[attr-defined]
+        chain.launch_frame(self._frame_settings, model)
+        chain.synchronize()
+        if self._run_model:
+            chain.has_mask = True
 
     def _gpu_segment(self, s: FrameState) -> None:
         chain, backend, session = self.chain, s.backend, self.session

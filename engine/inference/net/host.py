@@ -25,8 +25,9 @@ def library(path: Path = LIB) -> ctypes.CDLL:
     if not path.exists():
         raise BackendError(f"the kernels' host build is not there: make {path.relative_to(ROOT)}")
     lib = ctypes.CDLL(str(path))
-    lib.lfx_net_step.argtypes = [ctypes.POINTER(NetStep), ctypes.POINTER(NetPtrs)]
-    lib.lfx_net_step.restype = ctypes.c_int
+    for name in ("lfx_net_step", "lfx_net_step_f16w"):
+        getattr(lib, name).argtypes = [ctypes.POINTER(NetStep), ctypes.POINTER(NetPtrs)]
+        getattr(lib, name).restype = ctypes.c_int
     for name in ("lfx_net_sizeof_step", "lfx_net_sizeof_ptrs"):
         getattr(lib, name).restype = ctypes.c_int
     if lib.lfx_net_sizeof_step() != ctypes.sizeof(NetStep):

@@ -1,0 +1,253 @@
+"""A stand-in for cuda-python's driver module, for machines with no GPU: device memory is host
+memory, and a launch of one of the net kernels (``lfx_net_*``) runs the host build of the same
+per-element code (build/liblfx_host.so), instantiated as the GPU's is (fp16 weights), on the
+struct bytes the launch was given.
+
+It is not a GPU. What it proves is the part of the GPU executor that is Python: that
+``engine.gpu.net`` packs each launch's ``Step`` and ``Ptrs`` structs and device addresses right,
+in the right order, through ``Module.launch`` and ``cuLaunchKernel``'s parameter array, and
+through stream capture and graph replay. Any other kernel name raises. Used by
+tests/test_gpu_standin.py in a child process (``python -m tests.gpu_standin``), so that the fake
+module never meets the real one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+OK = 0
+
+
+class CUresult(enum.IntEnum):
+    CUDA_SUCCESS = 0
+    CUDA_ERROR_INVALID_VALUE = 1
+    CUDA_ERROR_NOT_FOUND = 500
+
+
+class StandIn(types.ModuleType):
+    """The calls engine.gpu makes, on host memory."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        super().__init__("cuda.bindings.driver")
+        self.lib = lib
+        self.CUresult = CUresult
+        self.CUdevice_attribute = types.SimpleNamespace(
+            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR=75,
+            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR=76,
+        )
+        self.CUstream_flags = types.SimpleNamespace(CU_STREAM_NON_BLOCKING=1)
+        self.CUstreamCaptureMode = types.SimpleNamespace(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL=1)
+        self.CUfunction_attribute = types.SimpleNamespace(
+            CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES=8
+        )
+        self.memory: dict[int, np.ndarray] = {}
+        self.capturing: dict[Any, list[Callable[[], None]]] = {}
+        self.launches: list[str] = []
+
+    # -- device, context, stream --------------------------------------------------------------
+
+    def cuInit(self, flags: int) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuGetErrorName(self, status: Any) -> tuple[CUresult, bytes]:
+        return CUresult.CUDA_SUCCESS, str(status).encode()
+
+    def cuDeviceGetCount(self) -> tuple[CUresult, int]:
+        return CUresult.CUDA_SUCCESS, 1
+
+    def cuDeviceGet(self, ordinal: int) -> tuple[CUresult, int]:
+        return CUresult.CUDA_SUCCESS, ordinal
+
+    def cuDevicePrimaryCtxRetain(self, dev: int) -> tuple[CUresult, str]:
+        return CUresult.CUDA_SUCCESS, "context"
+
+    def cuCtxSetCurrent(self, ctx: Any) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuDeviceGetName(self, n: int, dev: int) -> tuple[CUresult, bytes]:
+        return CUresult.CUDA_SUCCESS, b"stand-in (the host build)\0"
+
+    def cuDeviceGetAttribute(self, attr: int, dev: int) -> tuple[CUresult, int]:
+        return CUresult.CUDA_SUCCESS, 9 if attr == 75 else 0
+
+    def cuStreamCreate(self, flags: int) -> tuple[CUresult, object]:
+        return CUresult.CUDA_SUCCESS, object()
+
+    def cuStreamSynchronize(self, stream: Any) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuStreamDestroy(self, stream: Any) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def cuMemAlloc(self, nbytes: int) -> tuple[CUresult, int]:
+        buf = np.empty(nbytes + 256, np.uint8)
+        ptr = (buf.ctypes.data + 255) // 256 * 256  # cudaMalloc's alignment
+        self.memory[ptr] = buf
+        return CUresult.CUDA_SUCCESS, ptr
+
+    def cuMemFree(self, ptr: int) -> tuple[CUresult]:
+        self.memory.pop(int(ptr), None)
+        return (CUresult.CUDA_SUCCESS,)
+
+    def _run(self, stream: Any, fn: Callable[[], None]) -> tuple[CUresult]:
+        if stream is not None and stream in self.capturing:
+            self.capturing[stream].append(fn)
+        else:
+            fn()
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuMemcpyHtoD(self, dst: int, src: int, n: int) -> tuple[CUresult]:
+        ctypes.memmove(int(dst), int(src), n)
+        return (CUresult.CUDA_SUCCESS,)
+
+    cuMemcpyDtoH = cuMemcpyHtoD
+
+    def cuMemcpyHtoDAsync(self, dst: int, src: int, n: int, stream: Any) -> tuple[CUresult]:
+        return self._run(stream, lambda: ctypes.memmove(int(dst), int(src), n))
+
+    cuMemcpyDtoHAsync = cuMemcpyHtoDAsync
+
+    def cuMemsetD8(self, ptr: int, value: int, n: int) -> tuple[CUresult]:
+        ctypes.memset(int(ptr), value, n)
+        return (CUresult.CUDA_SUCCESS,)
+
+    # -- modules, launches, graphs -------------------------------------------------------------
+
+    def cuModuleLoadData(self, image: bytes) -> tuple[CUresult, str]:
+        return CUresult.CUDA_SUCCESS, "module"
+
+    def cuModuleGetFunction(self, module: Any, name: bytes) -> tuple[CUresult, str]:
+        return CUresult.CUDA_SUCCESS, name.decode()
+
+    def cuLaunchKernel(self, fn: str, *dims_smem_stream_params_extra: Any) -> tuple[CUresult]:
+        _, _, gz, _, _, _, _, stream, params, _ = dims_smem_stream_params_extra
+        if not fn.startswith("lfx_net_"):
+            raise NotImplementedError(f"the stand-in runs only the net kernels, not {fn}")
+        from engine.inference.net.plan import NetPtrs, NetStep
+
+        # The parameter array holds the address of each argument: copy them now, as the driver
+        # does at a launch and at capture.
+        args = (ctypes.c_void_p * 2).from_address(params)
+        step = NetStep.from_buffer_copy(ctypes.string_at(args[0], ctypes.sizeof(NetStep)))
+        ptrs = NetPtrs.from_buffer_copy(ctypes.string_at(args[1], ctypes.sizeof(NetPtrs)))
+        want = f"lfx_net_{_KINDS[step.kind]}"
+        if want != fn:
+            raise AssertionError(f"{fn} launched with a {want} step")
+        if gz != step.n:
+            raise AssertionError(f"{fn}: grid z {gz} for a batch of {step.n}")
+
+        def run() -> None:
+            self.launches.append(fn)
+            if self.lib.lfx_net_step_f16w(ctypes.byref(step), ctypes.byref(ptrs)) != 0:
+                raise AssertionError(f"{fn}: the host build refused the step")
+
+        return self._run(stream, run)
+
+    def cuStreamBeginCapture(self, stream: Any, mode: int) -> tuple[CUresult]:
+        self.capturing[stream] = []
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuStreamEndCapture(self, stream: Any) -> tuple[CUresult, list[Callable[[], None]]]:
+        return CUresult.CUDA_SUCCESS, self.capturing.pop(stream)
+
+    def cuGraphInstantiate(self, graph: Any, flags: int) -> tuple[CUresult, Any]:
+        return CUresult.CUDA_SUCCESS, list(graph)
+
+    def cuGraphDestroy(self, graph: Any) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    cuGraphExecDestroy = cuGraphDestroy
+
+    def cuGraphLaunch(self, exe: list[Callable[[], None]], stream: Any) -> tuple[CUresult]:
+        for fn in exe:
+            fn()
+        return (CUresult.CUDA_SUCCESS,)
+
+
+_KINDS = {1: "conv", 2: "convt", 3: "pool", 4: "gap", 5: "se", 6: "eltwise", 7: "resize", 8: "d2s",
+          9: "pad", 10: "concat"}  # fmt: skip
+
+
+def install(lib: ctypes.CDLL) -> StandIn:
+    """Put the stand-in where ``from cuda.bindings import driver`` finds it (before engine.gpu
+    is imported)."""
+    fake = StandIn(lib)
+    cuda = types.ModuleType("cuda")
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.driver = fake  # type: ignore[attr-defined]
+    cuda.bindings = bindings  # type: ignore[attr-defined]
+    sys.modules.update({"cuda": cuda, "cuda.bindings": bindings, "cuda.bindings.driver": fake})
+    return fake
+
+
+def main() -> int:
+    """Every op case and the shipped segmenters through engine.gpu.net on the stand-in,
+    against the host build run directly (engine.inference.net.host): the same numbers."""
+    import tempfile
+    from pathlib import Path
+
+    from engine.inference.net import load_net
+    from engine.inference.net.host import HostNet, library
+
+    lib = library()
+    fake = install(lib)
+    from engine.gpu import driver as cd
+    from engine.gpu import memory
+    from engine.gpu.module import Gpu, Module
+    from engine.gpu.net import DeviceNet, GpuSegmenter
+    from engine.models.registry import load_model
+    from tests import test_net_ops
+
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "livefx.fatbin"
+        image.write_bytes(b"stand-in")
+        gpu = Gpu.__new__(Gpu)
+        gpu.device = cd.Device()
+        gpu.module = Module(gpu.device, fatbin=image)
+    stream = cd.Stream()
+    rng = np.random.default_rng(5)
+    failures = []
+    for name, case in sorted(test_net_ops.CASES.items()):
+        g, outputs, _ = case()
+        plan = load_net(g.model(outputs), name).plan(g.shape)
+        x = rng.uniform(0, 1, g.shape).astype(np.float32)
+        want = HostNet(plan, lib).run(x)
+        net = DeviceNet(gpu, plan)
+        net.poison(0xFF)
+        got = net.run(x, stream)
+        for o in outputs:
+            if not np.array_equal(got[o], want[o]):
+                failures.append(f"{name}: {o} differs")
+        print(f"{name}: {len(plan.steps)} launches, outputs equal")
+    # A segmenter the way the cuda pipeline runs it: its launches captured in a graph.
+    for model, shape in (("general", (1, 3, 256, 256)), ("landscape", (2, 3, 144, 256))):
+        seg = GpuSegmenter(gpu, load_model(model), model, shape)
+        x = rng.uniform(0, 1, shape).astype(np.float32)
+        cd.check(fake.cuMemsetD8(seg.net.arena.ptr, 0xFF, seg.net.arena.nbytes), "memset")
+        ctypes.memmove(seg.d_input, x.ctypes.data, x.nbytes)
+        exe = memory.capture(stream, seg.ops(stream))
+        before = len(fake.launches)
+        memory.launch_graph(exe, stream, "model")
+        mask = np.empty(seg.output.shape, np.float32)
+        ctypes.memmove(mask.ctypes.data, seg.d_output, mask.nbytes)
+        want = HostNet(seg.plan, lib).run(x)["mask"]
+        if len(fake.launches) - before != len(seg.plan.steps) or not np.array_equal(mask, want):
+            failures.append(f"{model}: the captured graph's mask differs")
+        print(f"{model} {shape}: graph of {len(seg.plan.steps)} launches, mask equal")
+        seg.close()
+    for f in failures:
+        print("FAIL", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
