@@ -65,7 +65,7 @@ format: $(VENV)/.installed-dev
 
 kernels: $(FATBIN)
 
-$(FATBIN): kernels/livefx.cu kernels/pixel.cuh kernels/net.cuh kernels/net_kernels.cuh
+$(FATBIN): kernels/livefx.cu $(wildcard kernels/*.cuh)
 	@mkdir -p $(KERNELS_DIR)
 	$(NVCC) -fatbin -std=c++17 -O3 -Xptxas -v -Werror all-warnings $(GENCODE) -o $@ $< > $(KERNELS_DIR)/ptxas.log 2>&1 \
 	  || { cat $(KERNELS_DIR)/ptxas.log; rm -f $@; exit 1; }
@@ -74,7 +74,7 @@ $(FATBIN): kernels/livefx.cu kernels/pixel.cuh kernels/net.cuh kernels/net_kerne
 	@echo "kernels: $@ ($$(grep -c "Compiling entry function" $(KERNELS_DIR)/ptxas.log) entry points compiled, no spills, no warnings)"
 
 # The same pixel math compiled by the host compiler, for the host tests.
-$(HOST_LIB): $(HOST_SRC) kernels/pixel.cuh kernels/net.cuh
+$(HOST_LIB): $(HOST_SRC) $(wildcard kernels/*.cuh)
 	@mkdir -p build
 	$(CXX) -O2 -std=c++17 -shared -fPIC -Wall -Wextra -Werror -o $@ $(HOST_SRC)
 

@@ -1,6 +1,7 @@
 // The pixel math of kernels/pixel.cuh compiled by the host compiler, over whole planes, for the
 // host tests (tests/test_kernels_host.py, through ctypes). Each loop body is the body of the
 // matching kernel in kernels/livefx.cu.
+#include "gan.cuh"
 #include "pixel.cuh"
 
 using namespace lfx;
@@ -111,6 +112,66 @@ void lfx_blur_up(const float* num, const float* den, const float* x, int lw, int
 void lfx_rgb01_to_yuv(const float* rgb, const float* inv9, const float* off3, float* yuv, int n) {
     ColorMatrix c = color(inv9, off3);
     for (int i = 0; i < n; ++i) rgb01_to_yuv(c, rgb + 3 * i, yuv + 3 * i);
+}
+
+// The GAN effect around its generator (kernels/gan.cuh), in the order of its kernels.
+void lfx_gan_pre(const float* y, int ys, int yw, int yh, const float* u, const float* v, int cs,
+                 int cw, int ch, const float* m9, const float* off3, uint8_t* small, float* rgb,
+                 int dw, int dh) {
+    ColorMatrix c = color(m9, off3);
+    size_t plane = (size_t)dw * dh;
+    for (int row = 0; row < dh; ++row)
+        for (int x = 0; x < dw; ++x) {
+            uint8_t s[3];
+            float p[3];
+            gan_pre_px(y, ys, yw, yh, u, v, cs, cw, ch, c, x, row, dw, dh, s, p);
+            size_t i = (size_t)row * dw + x;
+            for (int k = 0; k < 3; ++k) {
+                small[k * plane + i] = s[k];
+                rgb[k * plane + i] = p[k];
+            }
+        }
+}
+
+void lfx_gan_yuv(const float* rgb, const float* inv9, const float* off3, uint8_t* out, int w,
+                 int h) {
+    ColorMatrix inv = color(inv9, off3);
+    size_t plane = (size_t)w * h;
+    for (size_t i = 0; i < plane; ++i) {
+        float p[3] = {rgb[i], rgb[plane + i], rgb[2 * plane + i]};
+        uint8_t o[3];
+        gan_yuv_px(inv, p, o);
+        for (int k = 0; k < 3; ++k) out[k * plane + i] = o[k];
+    }
+}
+
+// One plane's guided upsampling: stack, box means (radius r), noise sums (256 partials summed
+// as the kernel's tree), fit, output. ``work``: 7 · gw · gh floats.
+void lfx_gan_guided_up(const uint8_t* small, const uint8_t* styled, int gw, int gh,
+                       const uint8_t* full, int pw, int ph, float eps, float noise_eps, int r,
+                       float* work, uint8_t* out) {
+    size_t n = (size_t)gw * gh;
+    float *stack = work, *tmp = work + 4 * n, *ab = work + 5 * n;
+    for (size_t i = 0; i < n; ++i) {
+        float I = small[i], q = styled[i];
+        stack[i] = I;
+        stack[n + i] = q;
+        stack[2 * n + i] = I * q;
+        stack[3 * n + i] = I * I;
+    }
+    for (int k = 0; k < 4; ++k) lfx_box_mean(stack + k * n, tmp, stack + k * n, gw, gh, r);
+    float parts[256];
+    for (int k = 0; k < 256; ++k) parts[k] = noise_partial(small, gw, gw, gh, k, 256);
+    for (int d = 128; d > 0; d /= 2)
+        for (int k = 0; k < d; ++k) parts[k] += parts[k + d];
+    float e = gan_eps(eps, noise_eps, parts[0], gw, gh);
+    for (size_t i = 0; i < n; ++i)
+        guided_ab_px(stack[i], stack[n + i], stack[3 * n + i], stack[2 * n + i], e, ab + i,
+                     ab + n + i);
+    for (int y = 0; y < ph; ++y)
+        for (int x = 0; x < pw; ++x)
+            out[(size_t)y * pw + x] =
+                gan_up_px(ab, ab + n, gw, gh, (float)full[(size_t)y * pw + x], x, y, pw, ph);
 }
 
 }  // extern "C"

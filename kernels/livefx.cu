@@ -2,7 +2,7 @@
 // functions of pixel.cuh, the same code the host tests run against engine/ops/reference.py.
 // Entry points are extern "C" so that the driver API finds them by name (cuModuleGetFunction).
 //
-// One frame's sequence on a stream (engine/ops/cuda.py): halve (Y; U and V together) →
+// One frame's sequence on a stream (engine/gpu/chain.py): halve (Y; U and V together) →
 // preprocess (+ luma guide) → [model] → guided filter (products, box passes, fit, box passes,
 // output fused with smooth_ramp; or smooth_ramp alone) → for the blur: blur_inputs, box
 // passes, blur_ratio → finish (mattes, background, composite); every launch is asynchronous,
@@ -289,5 +289,7 @@ __global__ void lfx_finish(const uint8_t* fy, int fys, const uint8_t* fu, const 
 
 }  // extern "C"
 
-// The net engine's kernels (the models' layers), in the same module.
+// The GAN effect's kernels around its generator, and the net engine's kernels (the models'
+// layers), in the same module.
+#include "gan_kernels.cuh"
 #include "net_kernels.cuh"
