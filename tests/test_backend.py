@@ -57,8 +57,8 @@ def test_cuda_where_it_cannot_run_is_one_line() -> None:
     with pytest.raises(BackendError, match=r"^backend cuda: no NVIDIA driver") as e:
         choose_backend("cuda", "blur", NO_GPU)
     assert "\n" not in str(e.value)
-    with pytest.raises(ConfigError, match="effect 'gan' has no GPU path"):
-        choose_backend("cuda", "gan", GPU_TRT)
+    with pytest.raises(ConfigError, match="effect 'sepia' has no GPU path"):
+        choose_backend("cuda", "sepia", GPU_TRT)
     with pytest.raises(ConfigError, match="backend: 'gpu' is not one of"):
         choose_backend("gpu", "blur", GPU_TRT)
     with pytest.raises(ConfigError, match="backend"):
@@ -89,3 +89,26 @@ def test_cli_backend_choice(tmp_path: Path) -> None:
     r = run_cli("process", photo, str(tmp_path / "b.jpg"))
     assert r.returncode == 0, r.stderr
     assert "backend cpu (no GPU path: " in r.stdout + r.stderr
+
+
+def test_every_effect_has_a_gpu_path_as_configured(tmp_path: Path) -> None:
+    """gan runs its generator on the net kernels: a user's generator with a layer they do not
+    run, or another model runtime, is refused for the GPU with the reason (auto then picks the
+    cpu backend, which runs it)."""
+    from engine.config import EffectConfig
+    from engine.pipeline.backend import GPU_EFFECTS
+    from engine.pipeline.cuda_pipeline import check_gpu_effect
+    from tests.test_net_ops import G
+
+    for effect in ("blur", "replace", "colour", "mask", "none", "gan"):
+        assert effect in GPU_EFFECTS
+        check_gpu_effect(PipelineConfig(effect=EffectConfig(name=effect)))
+    g = G(c=3, h=16, w=16)
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(g.model([g.op("Softmax", [g.conv("x", 3, 3, k=1)], axis=1)]))
+    with pytest.raises(ConfigError, match="Softmax.*the cpu backend runs this generator"):
+        check_gpu_effect(PipelineConfig(effect=EffectConfig(name="gan", model=str(mine))))
+    with pytest.raises(ConfigError, match="--model-runtime kernels"):
+        check_gpu_effect(
+            PipelineConfig(effect=EffectConfig(name="gan"), model_runtime="onnxruntime")
+        )

@@ -554,8 +554,8 @@ def run_pipeline(config: PipelineConfig, frames: list[FrameBuffer], gpu: Any = N
     for f in frames:
         o = p.process(f)
         outs.append(np.concatenate([o.y.ravel(), o.u.ravel(), o.v.ravel()]))
-        assert p.alpha is not None
-        alphas.append(p.alpha.copy())
+        alpha = p.alpha
+        alphas.append(None if alpha is None else alpha.copy())
     p.close()
     return outs, alphas
 
@@ -566,24 +566,43 @@ EFFECTS = [
     EffectConfig(name="blur", strength=0.05),
     EffectConfig(name="colour", colour="green"),
     EffectConfig(name="replace"),
+    EffectConfig(name="mask"),
+    EffectConfig(name="none"),
+    EffectConfig(name="gan", model="cartoon"),
+    EffectConfig(name="gan", model="enhance", region="person"),
+    EffectConfig(name="gan", model="cartoon", gan_size=0),  # the generator at full size
 ]
 
 
-@pytest.mark.parametrize("effect", EFFECTS, ids=lambda e: f"{e.name}-{e.strength}")
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize(
+    "effect", EFFECTS, ids=lambda e: f"{e.name}-{e.strength}-{e.model}-{e.region}-{e.gan_size}"
+)
 @pytest.mark.parametrize("size", [(1280, 720), (641, 479)])
-def test_cuda_pipeline_matches_cpu(effect: EffectConfig, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("runtime", ["kernels", "onnxruntime"])
+def test_cuda_pipeline_matches_cpu(
+    effect: EffectConfig, size: tuple[int, int], runtime: str
+) -> None:
+    if runtime != "kernels" and effect.name in ("gan", "none"):
+        pytest.skip("gan runs on the kernels runtime only; none runs no model")
     frames = clip_frames(*size)
     off = ModelConfig(person_model="off")  # the body prior is not on the GPU path yet
-    cfg = PipelineConfig(effect=effect, backend="cuda", model=off)
+    cfg = PipelineConfig(effect=effect, backend="cuda", model=off, model_runtime=runtime)
     gpu_out, gpu_alpha = run_pipeline(cfg, frames)
     cpu = PipelineConfig(effect=effect, backend="cpu", model=off)
     cpu_out, cpu_alpha = run_pipeline(cpu, frames)
     for g, c, ga, ca in zip(gpu_out, cpu_out, gpu_alpha, cpu_alpha, strict=True):
         # The cpu backend rounds each pyramid level to uint8, the GPU keeps floats: the model
         # sees slightly different inputs, so the mattes differ by a little along edges.
-        assert np.abs(ga.astype(int) - ca.astype(int)).mean() < 2.0
+        if ga is not None and ca is not None:
+            assert np.abs(ga.astype(int) - ca.astype(int)).mean() < 2.0
         assert relerr(g, c) < 0.03
         assert np.abs(g.astype(int) - c.astype(int)).mean() < 1.5
+        assert psnr(g, c) >= 30.0  # the target is 40 dB: benchmarks/gpu.py reports it
     # The same frames again, on a fresh pipeline: bit for bit (no race, nothing left over).
     again, _ = run_pipeline(cfg, frames)
     for a, b in zip(gpu_out, again, strict=True):
@@ -641,8 +660,28 @@ def test_cuda_rejects_effects_without_a_gpu_path() -> None:
     from engine.errors import ConfigError
     from engine.pipeline.cuda_pipeline import CudaPipeline
 
-    with pytest.raises(ConfigError, match="no GPU path"):
-        CudaPipeline(PipelineConfig(effect=EffectConfig(name="gan"), backend="cuda"))
+    with pytest.raises(ConfigError, match="--model-runtime kernels"):
+        CudaPipeline(
+            PipelineConfig(effect=EffectConfig(name="gan"), backend="cuda"),
+            model_runtime="onnxruntime",
+        )
+
+
+def test_kernels_runtime_runs_the_frame_as_one_graph() -> None:
+    """No pre/post graphs around a host step: one graph per setting, with the model inside
+    (and one without it, for the frames that reuse the last mask)."""
+    from engine.pipeline.cuda_pipeline import CudaPipeline
+
+    frames = clip_frames(640, 480, 3)
+    p = CudaPipeline(PipelineConfig(effect=EffectConfig(name="blur"), backend="cuda"))
+    for f in frames:
+        p.process(f)
+    assert p.chain is not None
+    keys = list(p.chain._graphs)
+    assert keys and all(k[0] == "frame" for k in keys)
+    assert [name for name, _ in p.stages] == ["ingest", "frame"]
+    assert p.session.inferences == 3
+    p.close()
 
 
 def test_tensorrt_pipeline_matches_onnxruntime() -> None:

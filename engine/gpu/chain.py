@@ -41,11 +41,12 @@ import numpy as np
 
 from engine.errors import BackendError
 from engine.frame import FrameBuffer, chroma_size
-from engine.gpu import blur, composite, memory, pre
+from engine.gpu import blur, composite, gan, memory, pre
 from engine.gpu import driver as cd
-from engine.gpu.launch import Op, color_matrix
+from engine.gpu.launch import Background, Op, P, color_matrix
 from engine.gpu.memory import Buffers
 from engine.gpu.module import Gpu
+from engine.gpu.refine import refine_ops
 from engine.ops import reference
 
 cu = cd.cu
@@ -82,10 +83,13 @@ class ChainSettings:
     smoothing: float
     threshold: float
     feather: float
-    background: str  # blur | image | colour | frame (the frame itself: no blur)
+    # blur | image | colour | frame (the frame itself: no blur) | matte (the mask effect) |
+    # none (upload, download) | gan (the styled frame) | gan_person (styled over the frame)
+    background: str
     blur_strength: float = 0.0
     blur_bias: int = 0
     colour: tuple[int, int, int] = (0, 128, 128)  # Y, U, V code values
+    gan: tuple[int, int, float, float] | None = None  # the generator's w, h; eps, noise_eps
 
 
 class FrameChain:
@@ -128,7 +132,10 @@ class FrameChain:
         self._first_set: bool | None = None
         self.has_mask = False  # the model's output buffer holds a mask (set by the caller)
         self._still: int | None = None
+        self._video: cd.PinnedArray | None = None  # a video background's frame, host side
         self._closed = False
+        # The GAN effect's generator per size (engine.gpu.net.DeviceNet), set by the pipeline.
+        self.generators: dict[tuple[int, int], Any] = {}
         self._alloc_frame()
         self._alloc_model_io(model_io)
         self._alloc_refine()
@@ -311,7 +318,26 @@ class FrameChain:
                     lambda: self._copy_d2h(self.host_out.ptr, self.d_in, n),
                 ),
             ]
+        if settings.gan is not None:
+            return self._gan_frame_ops(settings, model)
         return self.pre_ops(settings) + (model() if model else []) + self.post_ops(settings)
+
+    def _gan_frame_ops(self, s: ChainSettings, model: Callable[[], list[Op]] | None) -> list[Op]:
+        """upload → halvings → [the segmenter, refine] → the generator and its way back to
+        full size (``engine.gpu.gan``) → [the styled frame over the frame, with the matte] →
+        download."""
+        ops = self.pre_ops(s)
+        if s.background == "gan_person":
+            ops += (model() if model else []) + refine_ops(self, s)
+            styled = self.scratch("gan frame", self.frame_bytes)
+            ops += gan.gan_ops(self, s, styled)
+            o = self.plane_offsets()
+            bg = Background(1, 0, 0, 0, P(self.d_in), P(self.d_in + o[1]), P(self.d_in + o[2]))
+            ops.append(composite.finish_op(self, s, bg, self.frame_bytes, fg=styled))
+        else:
+            ops += gan.gan_ops(self, s, self.d_out)
+        ops.append(composite.download_op(self))
+        return ops
 
     def launch_frame(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> None:
         """``frame_ops`` as one CUDA graph (one per setting, pyramid depth, and with or
@@ -320,6 +346,14 @@ class FrameChain:
         key = ("frame", settings, self.depths(settings), model is not None)
         self._launch_graph(key, partial(self.frame_ops, settings, model), "frame")
         self._first = False
+
+    def video_background(self) -> FrameBuffer:
+        """A background that changes every frame (a video): a pinned frame the caller fills
+        before each launch; the frame's graph uploads it (``pre_ops``, background "video")."""
+        if self._video is None:
+            self._video = cd.PinnedArray((self.frame_bytes,), np.uint8)
+            self._still = self._bufs.alloc(self.frame_bytes)
+        return self._frame_view(self._video.array)
 
     def white_frame(self) -> int:
         """A constant frame of full white (Y 255, or 235 in limited range; U, V 128): the
@@ -356,6 +390,8 @@ class FrameChain:
         self._bufs.close()
         self.host_in.close()
         self.host_out.close()
+        if self._video is not None:
+            self._video.close()
         if self.ort:
             self.model_input.close()
             self.mask.close()

@@ -28,10 +28,10 @@ def background(chain: FrameChain, s: ChainSettings) -> tuple[list[Op], Backgroun
         ops, ((py, yw, yh), (pu, lcw, lch), (pv, _, _)) = blur_ops(chain, s)
         bg = Background(2, 0, 0, 0, P(py), P(pu), P(pv), yw, yh, lcw, lch)
         bg_bytes = yw * yh + 2 * lcw * lch
-    elif s.background in ("image", "frame"):
-        if s.background == "image" and chain._still is None:
+    elif s.background in ("image", "video", "frame"):
+        if s.background != "frame" and chain._still is None:
             raise BackendError("no background image uploaded (set_background_image)")
-        src = chain._still if s.background == "image" else chain.d_in
+        src = chain._still if s.background != "frame" else chain.d_in
         assert src is not None
         bg = Background(1, 0, 0, 0, P(src), P(src + o[1]), P(src + o[2]))
         bg_bytes = chain.frame_bytes
@@ -46,9 +46,12 @@ def background(chain: FrameChain, s: ChainSettings) -> tuple[list[Op], Backgroun
     return ops, bg, bg_bytes
 
 
-def finish_op(chain: FrameChain, s: ChainSettings, bg: Background, bg_bytes: int) -> Op:
+def finish_op(
+    chain: FrameChain, s: ChainSettings, bg: Background, bg_bytes: int, fg: int | None = None
+) -> Op:
     """``lfx_finish``: the matte upsampled to both uint8 mattes, the background, and the
-    composite of Y, U and V into the output frame."""
+    composite of Y, U and V into the output frame. ``fg``: the foreground frame (default: the
+    frame itself)."""
     mw, mh = chain.mask_w, chain.mask_h
     f4 = mw * mh * 4
     w, h = chain.width, chain.height
@@ -58,6 +61,8 @@ def finish_op(chain: FrameChain, s: ChainSettings, bg: Background, bg_bytes: int
     fin, out = chain.d_in, chain.d_out
     if s.background == "matte":
         fin = chain.white_frame()
+    if fg is not None:
+        fin = fg
     return chain._kernel(
         f"mattes + background + composite ({s.background})",
         f4 + 2 * chain.frame_bytes + n_y + n_c + bg_bytes,

@@ -66,6 +66,13 @@ def depths(chain: FrameChain, settings: ChainSettings) -> tuple[int, int]:
         if settings.background == "blur":
             (ly, _), (lu, _), (lv, _) = chain.blur_plans(settings)
             dy, duv = max(dy, ly), max(duv, lu, lv)
+        if settings.gan is not None:
+            from engine.gpu.gan import halvings
+
+            gy, guv = halvings(chain, settings.gan[:2])
+            if settings.background == "gan":  # no segmenter: the generator's depth alone
+                dy, duv = gy, guv
+            dy, duv = max(dy, gy), max(duv, guv)
         found = chain._depths[settings] = (dy, duv)
     return found
 
@@ -112,9 +119,21 @@ def pre_ops(chain: FrameChain, settings: ChainSettings) -> list[Op]:
             lambda: chain._copy_h2d(chain.d_in, chain.host_in.ptr, chain.frame_bytes),
         )
     ]
+    if settings.background == "video":  # this frame's background, filled by the caller
+        assert chain._video is not None and chain._still is not None
+        video, still = chain._video, chain._still
+        ops.append(
+            Op(
+                "background (host → device)",
+                chain.frame_bytes,
+                lambda: chain._copy_h2d(still, video.ptr, chain.frame_bytes),
+            )
+        )
     dy, duv = chain.depths(settings)
     ops += halve_ops(chain, chain.planes[:1], dy, "Y")
     ops += halve_ops(chain, chain.planes[1:], duv, "U+V")
+    if settings.background == "gan":  # the generator alone: no segmenter input
+        return ops
     ops.append(preprocess_op(chain))
     if chain.ort:
         ops.append(

@@ -12,7 +12,7 @@ picked and why. Nothing here imports cuda-python unless a GPU path is asked abou
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "cuda")
 MODEL_RUNTIMES = ("kernels", "tensorrt", "onnxruntime")
-GPU_EFFECTS = ("blur", "replace", "colour", "mask", "none")  # effects with a GPU path
+GPU_EFFECTS = ("blur", "replace", "colour", "mask", "none", "gan")  # effects with a GPU path
 
 
 def no_gpu_path(effect: str) -> str | None:
@@ -165,6 +165,14 @@ def make_pipeline(
 
     c = choice or choose_backend(config.backend, config.effect.name, runtime=config.model_runtime)
     log.info("%s", c.describe())
+    if c.name == "cuda" and config.backend == "auto":
+        from engine.pipeline.cuda_pipeline import check_gpu_effect
+
+        try:  # the effect as configured (a user's generator, a runtime) may have no GPU path
+            check_gpu_effect(replace(config, model_runtime=c.model_runtime))
+        except ConfigError as exc:
+            c = BackendChoice("cpu", str(exc).removeprefix("backend cuda: "))
+            log.info("%s", c.describe())
     if c.name == "cuda":
         from engine.pipeline.cuda_pipeline import CudaPipeline
 

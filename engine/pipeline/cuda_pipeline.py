@@ -29,6 +29,7 @@ motion-adaptive either way).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -48,15 +49,34 @@ log = logging.getLogger(__name__)
 
 
 def check_gpu_effect(config: PipelineConfig) -> None:
+    """A ``ConfigError`` (one line) where this effect, as configured, has no GPU path."""
     e = config.effect
     why_not = no_gpu_path(e.name)
     if why_not is not None:
         raise ConfigError(f"backend cuda: {why_not}")
-    if e.name == "replace" and e.background is not None:
-        from engine import media
+    if e.name == "gan":
+        if config.model_runtime != "kernels":
+            raise ConfigError(
+                "backend cuda: the gan effect runs its generator on LiveFX's kernels "
+                f"(--model-runtime kernels), not {config.model_runtime}"
+            )
+        generator_on_kernels(e.model)
 
-        if not media.is_image_path(e.background):
-            raise ConfigError("backend cuda: replace takes a still image; a video is cpu only")
+
+def generator_on_kernels(model: str) -> None:
+    """A generator the net kernels run, or a ``ConfigError`` saying why not (the cpu backend
+    still runs it)."""
+    from engine.errors import ModelError
+    from engine.inference.net import load_net
+    from engine.models.registry import load_generator
+
+    data, label = load_generator(model)
+    try:
+        load_net(data, label)
+    except ModelError as exc:
+        raise ConfigError(
+            f"backend cuda: {exc}; the cpu backend runs this generator (--backend cpu)"
+        ) from exc
 
 
 class CudaPipeline(Pipeline):
@@ -66,7 +86,7 @@ class CudaPipeline(Pipeline):
         self,
         config: PipelineConfig | None = None,
         *,
-        model_runtime: str = "kernels",
+        model_runtime: str | None = None,
         tensorrt: bool | None = None,
         gpu: Any = None,
     ) -> None:
@@ -75,22 +95,27 @@ class CudaPipeline(Pipeline):
         from engine.gpu.module import Gpu
 
         config = config or PipelineConfig()
+        if tensorrt is not None:  # the older flag: TensorRT, or ONNX Runtime
+            model_runtime = "tensorrt" if tensorrt else "onnxruntime"
+        model_runtime = model_runtime or config.model_runtime
+        if model_runtime != config.model_runtime:
+            config = replace(config, model_runtime=model_runtime)
         check_gpu_effect(config)
         self.gpu = gpu or Gpu.shared()
         self.gpu.device.make_current()
         self.stream = cd.Stream()
-        if tensorrt is not None:  # the older flag: TensorRT, or ONNX Runtime
-            model_runtime = "tensorrt" if tensorrt else "onnxruntime"
         self.model_runtime = model_runtime
         self.tensorrt = model_runtime == "tensorrt"
         self.kernels = model_runtime == "kernels"
         self._run_model = False  # set by ingest: the model runs in this frame's graph
+        self._generator: Any = None  # the gan effect's model on the net kernels (a Net)
+        self._generators: dict[tuple[int, int], Any] = {}  # its DeviceNet per size
         self.chain: gpu_chain.FrameChain | None = None
         self._frame_settings: gpu_chain.ChainSettings | None = None  # set by ingest, used by both
         super().__init__(config)
 
     def _stage_list(self) -> list[tuple[str, Stage]]:
-        if self.kernels:
+        if self.single_graph:
             return [("ingest", self._gpu_ingest_frame), ("frame", self._gpu_frame)]
         return [
             ("ingest", self._gpu_ingest),
@@ -98,8 +123,15 @@ class CudaPipeline(Pipeline):
             ("composite", self._gpu_post),
         ]
 
+    @property
+    def single_graph(self) -> bool:
+        """The whole frame as one graph: the models on the kernels, or no model at all."""
+        return self.kernels or self.config.effect.name == "none"
+
     def reconfigure(self, config: PipelineConfig) -> None:
         check_gpu_effect(config)
+        if config.effect.model != self.config.effect.model:
+            self._close_generators()
         super().reconfigure(config)
 
     def _default_backend(self, spec: ModelSpec) -> InferenceBackend:
@@ -156,12 +188,17 @@ class CudaPipeline(Pipeline):
             )
         self.chain = chain
         self.effect.configure(frame)
+        bg = chain.out_frame
         if self.config.effect.name == "replace":
-            chain.set_background_image(self.effect.still)  # type: ignore[attr-defined]
+            if getattr(self.effect, "_video", None) is not None:
+                bg = chain.video_background()  # each frame's fitted into pinned memory
+            else:
+                chain.set_background_image(self.effect.still)  # type: ignore[attr-defined]
+        self._close_generators()
         state = FrameState(
             frame=frame,
             out=chain.out_frame,
-            bg=chain.out_frame,
+            bg=bg,
             alpha_y=np.empty((0, 0), np.uint8),
             pyramids=None,  # type: ignore[arg-type]
             model=spec,
@@ -181,7 +218,17 @@ class CudaPipeline(Pipeline):
             "colour": "colour",
             "mask": "matte",
             "none": "none",
+            "gan": "gan_person" if e.region == "person" else "gan",
         }[e.name]
+        if e.name == "replace" and getattr(self.effect, "_video", None) is not None:
+            background = "video"
+        gan = None
+        if e.name == "gan":
+            assert self.chain is not None
+            from engine.effects.gan import GUIDED_EPS, GUIDED_NOISE_EPS
+
+            w, h = self.effect._size(self.chain.in_frame, q.gan_scale)  # type: ignore[attr-defined]
+            gan = (w, h, GUIDED_EPS.get(e.model, 4.0), GUIDED_NOISE_EPS.get(e.model, 0.0))
         colour = (0, 128, 128)
         if e.name == "colour":
             colour = self.effect.yuv  # type: ignore[attr-defined]
@@ -198,6 +245,7 @@ class CudaPipeline(Pipeline):
             blur_strength=e.strength if background == "blur" else 0.0,
             blur_bias=q.blur_level_bias if background == "blur" else 0,
             colour=colour,
+            gan=gan,
         )
 
     # -- stages -----------------------------------------------------------------------------
@@ -207,6 +255,8 @@ class CudaPipeline(Pipeline):
         assert chain is not None
         s.frame.copy_into(chain.in_frame)
         self._frame_settings = self.chain_settings(s.quality)
+        if self._frame_settings.background == "video":
+            self.effect.render(s)  # the video's next frame, fitted into the pinned background
         chain.launch_pre(self._frame_settings)
         if chain.ort:
             chain.synchronize()
@@ -216,7 +266,11 @@ class CudaPipeline(Pipeline):
         chain, session = self.chain, self.session
         assert chain is not None
         s.frame.copy_into(chain.in_frame)
-        self._frame_settings = self.chain_settings(s.quality)
+        self._frame_settings = settings = self.chain_settings(s.quality)
+        if settings.gan is not None:
+            self._ensure_generator(settings.gan[0], settings.gan[1])
+        if settings.background == "video":
+            self.effect.render(s)  # the video's next frame, fitted into the pinned background
         self._run_model = False
         if not self.effect.needs_matte:
             return
@@ -227,6 +281,29 @@ class CudaPipeline(Pipeline):
         self._run_model = True
         session.since_inference = 0
         session.inferences += 1
+
+    def _ensure_generator(self, w: int, h: int) -> None:
+        """The gan effect's generator at w × h on the device, registered with the chain."""
+        assert self.chain is not None
+        net = self._generators.get((w, h))
+        if net is None:
+            from engine.gpu.net import DeviceNet
+            from engine.inference.net import load_net
+            from engine.models.registry import load_generator
+
+            if self._generator is None:
+                data, label = load_generator(self.config.effect.model)
+                self._generator = load_net(data, label)
+            log.info("generator %s at %d×%d on the net kernels", self._generator.name, w, h)
+            plan = self._generator.plan((1, 3, h, w))
+            net = self._generators[(w, h)] = DeviceNet(self.gpu, plan)
+        self.chain.generators[(w, h)] = net
+
+    def _close_generators(self) -> None:
+        for net in self._generators.values():
+            net.close()
+        self._generators.clear()
+        self._generator = None
 
     def _gpu_frame(self, s: FrameState) -> None:
         """The kernels runtime: the frame's one graph, launched and waited for."""
@@ -278,7 +355,10 @@ class CudaPipeline(Pipeline):
 
     @property
     def alpha(self) -> np.ndarray | None:
-        return None if self.chain is None else self.chain.download_alpha()
+        """The last frame's matte (None where the effect made none)."""
+        if self.chain is None or not self.effect.needs_matte:
+            return None
+        return self.chain.download_alpha()
 
     def person_stats(self) -> dict[str, Any] | None:
         if self.config.model.person_model == "off":
@@ -298,6 +378,7 @@ class CudaPipeline(Pipeline):
         if self.chain is not None:
             self.chain.close()
             self.chain = None
+        self._close_generators()
         for b in self._backends.values():
             close = getattr(b, "close", None)
             if close is not None:
