@@ -18,6 +18,7 @@ import enum
 import sys
 import types
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -128,10 +129,32 @@ class StandIn(types.ModuleType):
     def cuModuleGetFunction(self, module: Any, name: bytes) -> tuple[CUresult, str]:
         return CUresult.CUDA_SUCCESS, name.decode()
 
+    def cuMemHostAlloc(self, nbytes: int, flags: int) -> tuple[CUresult, int]:
+        return self.cuMemAlloc(nbytes)
+
+    cuMemFreeHost = cuMemFree
+
+    def cuMemsetD32Async(self, ptr: int, value: int, n: int, stream: Any) -> tuple[CUresult]:
+        words = np.full(n, value, np.uint32)
+        return self._run(stream, lambda: ctypes.memmove(int(ptr), words.ctypes.data, 4 * n))
+
+    def cuFuncSetAttribute(self, fn: str, attr: int, value: int) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
     def cuLaunchKernel(self, fn: str, *dims_smem_stream_params_extra: Any) -> tuple[CUresult]:
-        _, _, gz, _, _, _, _, stream, params, _ = dims_smem_stream_params_extra
+        gx, gy, gz, _, _, _, _, stream, params, _ = dims_smem_stream_params_extra
+        from tests import gpu_standin_frame as frame
+
+        if fn in frame.SIGNATURES:
+            args = frame.read_args(fn, params)  # copied now, as the driver does
+
+            def run_frame() -> None:
+                self.launches.append(fn)
+                frame.run(fn, (gx, gy, gz), args)
+
+            return self._run(stream, run_frame)
         if not fn.startswith("lfx_net_"):
-            raise NotImplementedError(f"the stand-in runs only the net kernels, not {fn}")
+            raise NotImplementedError(f"the stand-in has no {fn}")
         from engine.inference.net.plan import NetPtrs, NetStep
 
         # The parameter array holds the address of each argument: copy them now, as the driver
@@ -173,8 +196,18 @@ class StandIn(types.ModuleType):
         return (CUresult.CUDA_SUCCESS,)
 
 
-_KINDS = {1: "conv", 2: "convt", 3: "pool", 4: "gap", 5: "se", 6: "eltwise", 7: "resize", 8: "d2s",
-          9: "pad", 10: "concat"}  # fmt: skip
+_KINDS = {
+    1: "conv",
+    2: "convt",
+    3: "pool",
+    4: "gap",
+    5: "se",
+    6: "eltwise",
+    7: "resize",
+    8: "d2s",
+    9: "pad",
+    10: "concat",
+}
 
 
 def install(lib: ctypes.CDLL) -> StandIn:
@@ -244,9 +277,65 @@ def main() -> int:
             failures.append(f"{model}: the captured graph's mask differs")
         print(f"{model} {shape}: graph of {len(seg.plan.steps)} launches, mask equal")
         seg.close()
+    failures += pipeline_frames(gpu)
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
+
+
+def pipeline_frames(gpu: Any) -> list[str]:
+    """The cuda pipeline on the stand-in against the cpu pipeline, every effect: every op of
+    the frame's graph (or, with ONNX Runtime, both graphs and the host copies between)."""
+    from engine.config import EffectConfig, ModelConfig, PipelineConfig
+    from engine.pipeline import Pipeline
+    from engine.pipeline.cuda_pipeline import CudaPipeline
+    from engine.samples import composited_clip
+
+    failures = []
+    cases = [
+        ((1280, 720), EffectConfig(name="gan", model="cartoon"), "kernels"),  # Y guided
+        ((1920, 1080), EffectConfig(name="gan", model="enhance"), "kernels"),  # Y, U, V guided
+        ((641, 479), EffectConfig(name="gan", model="cartoon", gan_size=0), "kernels"),
+        ((1280, 720), EffectConfig(name="gan", model="enhance", region="person"), "kernels"),
+        ((1280, 720), EffectConfig(name="blur"), "kernels"),
+        ((641, 479), EffectConfig(name="blur", strength=1.0), "kernels"),
+        ((1280, 720), EffectConfig(name="colour"), "kernels"),
+        ((1280, 720), EffectConfig(name="replace"), "kernels"),
+        ((641, 479), EffectConfig(name="mask"), "kernels"),
+        ((1280, 720), EffectConfig(name="none"), "kernels"),
+        ((1280, 720), EffectConfig(name="blur"), "onnxruntime"),
+    ]
+    import tempfile
+
+    from engine.samples import write_clip
+
+    tmp = tempfile.mkdtemp()
+    video = write_clip(f"{tmp}/background.mp4", "cameraman", 320, 240, 6)
+    cases.append(((640, 480), EffectConfig(name="replace", background=str(video)), "kernels"))
+    for (w, h), effect, runtime in cases:
+        frames = composited_clip(w, h, 2, noise=2.0).frames
+        cfg = PipelineConfig(
+            effect=effect, model=ModelConfig(person_model="off"), model_runtime=runtime
+        )
+        gpu_p = CudaPipeline(replace(cfg, backend="cuda"), gpu=gpu)
+        cpu_p = Pipeline(replace(cfg, backend="cpu"))
+        worst = 99.0
+        for f in frames + (frames if effect.background else []):  # a video moves each frame
+            g = gpu_p.process(f)
+            c = cpu_p.process(f)
+            for a, b in ((g.y, c.y), (g.u, c.u), (g.v, c.v)):
+                mse = float(np.mean((a.astype(float) - b.astype(float)) ** 2))
+                worst = min(worst, 99.0 if mse == 0 else 10 * np.log10(255**2 / mse))
+        graphs = list(gpu_p.chain._graphs) if gpu_p.chain else []
+        gpu_p.close()
+        cpu_p.close()
+        label = f"{effect.name} {w}×{h} {runtime}" + (" video" if effect.background else "")
+        if effect.name == "gan":
+            label += f" {effect.model} region {effect.region} gan_size {effect.gan_size}"
+        print(f"{label}: {len(graphs)} graph(s), worst plane PSNR {worst:.1f} dB against cpu")
+        if worst < 35.0 or len(graphs) != (1 if runtime == "kernels" else 2):
+            failures.append(f"{label}: PSNR {worst:.1f} dB, graphs {graphs}")
+    return failures
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_every_effect_has_a_gpu_path_as_configured(tmp_path: Path) -> None:
     g = G(c=3, h=16, w=16)
     mine = tmp_path / "mine.onnx"
     mine.write_bytes(g.model([g.op("Softmax", [g.conv("x", 3, 3, k=1)], axis=1)]))
-    with pytest.raises(ConfigError, match="Softmax.*the cpu backend runs this generator"):
+    with pytest.raises(ConfigError, match=r"Softmax.*the cpu backend runs this generator"):
         check_gpu_effect(PipelineConfig(effect=EffectConfig(name="gan", model=str(mine))))
     with pytest.raises(ConfigError, match="--model-runtime kernels"):
         check_gpu_effect(

@@ -21,7 +21,23 @@ INT, FLT = ctypes.c_int, ctypes.c_float
 
 @pytest.fixture(scope="module")
 def lib(net_lib: ctypes.CDLL) -> ctypes.CDLL:  # the same library: build/liblfx_host.so
-    net_lib.lfx_gan_pre.argtypes = [F32, INT, INT, INT, F32, F32, INT, INT, INT, F32, F32, U8, F32, INT, INT]  # fmt: skip
+    net_lib.lfx_gan_pre.argtypes = [
+        F32,
+        INT,
+        INT,
+        INT,
+        F32,
+        F32,
+        INT,
+        INT,
+        INT,
+        F32,
+        F32,
+        U8,
+        F32,
+        INT,
+        INT,
+    ]
     net_lib.lfx_gan_yuv.argtypes = [F32, F32, F32, U8, INT, INT]
     net_lib.lfx_gan_guided_up.argtypes = [U8, U8, INT, INT, U8, INT, INT, FLT, FLT, INT, F32, U8]
     return net_lib
@@ -49,7 +65,9 @@ def test_gan_pre_matches_the_cpu_preprocessor(lib: ctypes.CDLL, full_range: bool
     y, u, v = (np.ascontiguousarray(p, np.float32) for p in (f.y, f.u, f.v))
     cw, ch = f.u.shape[1], f.u.shape[0]
     m9 = np.asarray(m, np.float32).ravel().copy()
-    lib.lfx_gan_pre(y, 200, 200, 150, u, v, cw, cw, ch, m9, np.asarray(off, np.float32), small, rgb, dw, dh)  # fmt: skip
+    lib.lfx_gan_pre(
+        y, 200, 200, 150, u, v, cw, cw, ch, m9, np.asarray(off, np.float32), small, rgb, dw, dh
+    )
     d = np.abs(small.astype(int) - pre.small.astype(int))
     assert d.max() <= 1 and d.mean() < 0.1  # cv2's 8-bit bilinear is fixed point
     same = (d == 0).all(axis=0)
@@ -63,7 +81,9 @@ def test_gan_yuv_matches_rgb_to_yuv420p_planes(lib: ctypes.CDLL) -> None:
         want = cpu.RgbToYuv420p().planes(rgb, cs, fr)
         m, off = rgb_to_yuv(cs, fr)
         got = np.empty((3, 37, 53), np.uint8)
-        lib.lfx_gan_yuv(rgb, np.asarray(m, np.float32).ravel().copy(), np.asarray(off, np.float32), got, 53, 37)  # fmt: skip
+        lib.lfx_gan_yuv(
+            rgb, np.asarray(m, np.float32).ravel().copy(), np.asarray(off, np.float32), got, 53, 37
+        )
         d = np.abs(got.astype(int) - want.astype(int))
         assert d.max() <= 1 and np.mean(d == 0) > 0.999
 

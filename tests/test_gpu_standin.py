@@ -1,7 +1,11 @@
-"""engine.gpu.net's launches on a stand-in driver (tests/gpu_standin.py: host memory, the net
-kernels' host build instantiated as the GPU's), in a child process. No GPU: this checks the
-Python half of the GPU executor (structs, device addresses, parameter arrays, graph capture
-and replay) in CI; the kernels themselves run on a GPU only in tests/test_gpu_net.py."""
+"""The GPU path's Python on a stand-in driver (tests/gpu_standin.py: host memory; the net
+kernels' host build instantiated as the GPU's; the frame kernels re-implemented with NumPy in
+tests/gpu_standin_frame.py), in a child process. No GPU: this checks in CI what is Python in the
+GPU path (structs, device addresses, parameter arrays, buffer sizes and strides, the order of
+the frame's ops, graph capture and replay, the pinned copies) for every effect against the cpu
+pipeline; the CUDA kernels themselves run only on a GPU (tests/test_gpu_net.py,
+tests/test_cuda.py), their math on the host build (test_net_host.py, test_gan_kernels_host.py,
+test_kernels_host.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ def test_gpu_executor_launches_replayed_by_the_host_build(net_lib) -> None:
     assert "general (1, 3, 256, 256): graph of 66 launches, mask equal" in r.stdout
     assert "landscape (2, 3, 144, 256): graph of 66 launches, mask equal" in r.stdout
     assert r.stdout.count("outputs equal") == 5
+    frames = [ln for ln in r.stdout.splitlines() if "worst plane PSNR" in ln]
+    assert len(frames) == 12, r.stdout  # every effect; both model runtimes; a video background
 
 
 def test_host_build_fp16_weights_path_matches_fp32_path(net_lib) -> None:
