@@ -1,6 +1,8 @@
 // The pixel math of kernels/pixel.cuh compiled by the host compiler, over whole planes, for the
 // host tests (tests/test_kernels_host.py, through ctypes). Each loop body is the body of the
 // matching kernel in kernels/livefx.cu.
+#include <string.h>
+
 #include "gan.cuh"
 #include "pixel.cuh"
 
@@ -172,6 +174,24 @@ void lfx_gan_guided_up(const uint8_t* small, const uint8_t* styled, int gw, int 
         for (int x = 0; x < pw; ++x)
             out[(size_t)y * pw + x] =
                 gan_up_px(ab, ab + n, gw, gh, (float)full[(size_t)y * pw + x], x, y, pw, ph);
+}
+
+// The frame's gate as lfx_gate (256 partials summed as its tree); returns gate[0].
+int lfx_gate(const uint8_t* luma, uint8_t* last, int n, const int* flags, float static_delta,
+             float scene_delta, int* gate, int* first) {
+    float parts[256];
+    for (int k = 0; k < 256; ++k) parts[k] = abs_diff_partial(luma, last, n, k, 256);
+    for (int d = 128; d > 0; d /= 2)
+        for (int k = 0; k < d; ++k) parts[k] += parts[k + d];
+    float delta = parts[0] / (float)n;
+    int scene, run = frame_gate(delta, flags, static_delta, scene_delta, &scene);
+    gate[0] = run;
+    gate[1] = scene;
+    memcpy(gate + 2, &delta, sizeof delta);
+    if (scene) *first = 1;
+    if (run)
+        for (int i = 0; i < n; ++i) last[i] = luma[i];
+    return run;
 }
 
 }  // extern "C"

@@ -287,6 +287,36 @@ __global__ void lfx_finish(const uint8_t* fy, int fys, const uint8_t* fu, const 
     }
 }
 
+// The frame's gate, one block of 256 threads: the luma's mean absolute change since the frame
+// the model last ran on → gate[0] (run the model), gate[1] (a scene cut: the smoothing starts
+// again, *first = 1), gate[2] (the change, as float bits); where the model runs, the luma is
+// kept as the new reference.
+__global__ void __launch_bounds__(256) lfx_gate(const uint8_t* luma, uint8_t* last, int n,
+                                                const int* flags, float static_delta,
+                                                float scene_delta, int* gate, int* first) {
+    __shared__ float parts[256];
+    __shared__ int run;
+    int k = threadIdx.x;
+    parts[k] = abs_diff_partial(luma, last, n, k, 256);
+    __syncthreads();
+    for (int d = 128; d > 0; d /= 2) {
+        if (k < d) parts[k] += parts[k + d];
+        __syncthreads();
+    }
+    if (k == 0) {
+        float delta = parts[0] / (float)n;
+        int scene;
+        run = frame_gate(delta, flags, static_delta, scene_delta, &scene);
+        gate[0] = run;
+        gate[1] = scene;
+        gate[2] = __float_as_int(delta);
+        if (scene) *first = 1;
+    }
+    __syncthreads();
+    if (run)
+        for (int i = k; i < n; i += 256) last[i] = luma[i];
+}
+
 }  // extern "C"
 
 // The GAN effect's kernels around its generator, and the net engine's kernels (the models'

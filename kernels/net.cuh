@@ -84,6 +84,8 @@ struct Ptrs {
     const void* w;   // the model's weights (W elements)
     const float* f;  // the model's fp32 constants
     float* y;        // output
+    const int* gate;  // may be null; where *gate is 0 the step does nothing (the frame's gate
+                      // reuses the last mask: kernels/pixel.cuh's frame_gate)
 };
 
 LFX_HD float wval(float w) { return w; }

@@ -38,6 +38,7 @@ void run_concat(const Step& s, const Ptrs& p) {
 
 template <typename W>
 int run_step(const Step& s, const Ptrs& p) {
+    if (p.gate && !*p.gate) return 0;
     switch (s.kind) {
         case K_CONV: run_per_element<K_CONV, W>(s, p); break;
         case K_CONVT: run_per_element<K_CONVT, W>(s, p); break;

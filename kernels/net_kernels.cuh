@@ -13,6 +13,7 @@ namespace {
 
 template <int K>
 __device__ __forceinline__ void net_per_element(const lfx::net::Step& s, const lfx::net::Ptrs& p) {
+    if (p.gate && !*p.gate) return;
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < lfx::net::per_sample_out(s)) lfx::net::step_px<K, uint16_t>(s, p, (int)blockIdx.z, i);
 }
@@ -48,6 +49,7 @@ __global__ void __launch_bounds__(LFX_NET_BLOCK) lfx_net_pad(lfx::net::Step s, l
 
 __global__ void __launch_bounds__(LFX_GAP_PARTS) lfx_net_gap(lfx::net::Step s, lfx::net::Ptrs p) {
     __shared__ float parts[LFX_GAP_PARTS];
+    if (p.gate && !*p.gate) return;
     int c = blockIdx.x, n = blockIdx.z, k = threadIdx.x;
     long long len = (long long)s.hi * s.wi;
     const float* plane = p.x + ((long long)n * s.ci + c) * len;
@@ -62,6 +64,7 @@ __global__ void __launch_bounds__(LFX_GAP_PARTS) lfx_net_gap(lfx::net::Step s, l
 
 __global__ void __launch_bounds__(LFX_NET_BLOCK) lfx_net_concat(lfx::net::Step s, lfx::net::Ptrs p) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p.gate && !*p.gate) return;
     if (i < (long long)s.ci * s.hi * s.wi) lfx::net::concat_px(s, p, (int)blockIdx.z, i);
 }
 

@@ -232,4 +232,25 @@ LFX_HD float box_mean_v_px(const float* p, int stride, int h, int x, int y, int 
     return s / (float)(2 * r + 1);
 }
 
+// The frame's gate (the cpu pipeline's static-frame and scene-cut tests, engine/pipeline/
+// pipeline.py): from the mean absolute change of the model-size luma since the frame the model
+// last ran on, whether the model runs on this frame. ``flags``: [0] a mask exists, [1] the
+// quality level's infer_every allows reusing it, [2] its skip_static. Returns the decision
+// (1: run); ``scene``: a new scene (its temporal state must not leak into it).
+LFX_HD int frame_gate(float delta, const int* flags, float static_delta, float scene_delta,
+                      int* scene) {
+    int has_mask = flags[0];
+    *scene = has_mask && delta > scene_delta;
+    if (!has_mask || *scene) return 1;
+    int still = flags[2] && delta < static_delta;
+    return flags[1] || still ? 0 : 1;
+}
+
+// |a - b| summed over elements part, part + parts, … of n (the gate's partial sums).
+LFX_HD float abs_diff_partial(const uint8_t* a, const uint8_t* b, int n, int part, int parts) {
+    float acc = 0.f;
+    for (int k = part; k < n; k += parts) acc += fabsf((float)a[k] - (float)b[k]);
+    return acc;
+}
+
 }  // namespace lfx

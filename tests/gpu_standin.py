@@ -267,6 +267,7 @@ def main() -> int:
         x = rng.uniform(0, 1, shape).astype(np.float32)
         cd.check(fake.cuMemsetD8(seg.net.arena.ptr, 0xFF, seg.net.arena.nbytes), "memset")
         ctypes.memmove(seg.d_input, x.ctypes.data, x.nbytes)
+        ctypes.memset(seg.gate.ptr, 1, 1)  # the frame's gate open: the model runs
         exe = memory.capture(stream, seg.ops(stream))
         before = len(fake.launches)
         memory.launch_graph(exe, stream, "model")
@@ -278,6 +279,7 @@ def main() -> int:
         print(f"{model} {shape}: graph of {len(seg.plan.steps)} launches, mask equal")
         seg.close()
     failures += pipeline_frames(gpu)
+    failures += gate_frames(gpu)
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
@@ -335,6 +337,42 @@ def pipeline_frames(gpu: Any) -> list[str]:
         print(f"{label}: {len(graphs)} graph(s), worst plane PSNR {worst:.1f} dB against cpu")
         if worst < 35.0 or len(graphs) != (1 if runtime == "kernels" else 2):
             failures.append(f"{label}: PSNR {worst:.1f} dB, graphs {graphs}")
+    return failures
+
+
+def gate_frames(gpu: Any) -> list[str]:
+    """The frame's gate on the device against the cpu pipeline's static-frame and scene-cut
+    tests: the same frames run the model, reuse its mask and cut the scene, at the quality
+    levels that allow it (skip-static; every second frame and skip-static)."""
+    from engine.config import EffectConfig, ModelConfig, PipelineConfig
+    from engine.pipeline import Pipeline
+    from engine.pipeline.cuda_pipeline import CudaPipeline
+    from engine.samples import composited_clip
+
+    a = composited_clip(640, 480, 4, noise=0.0, background="rocket").frames
+    b = composited_clip(640, 480, 3, noise=0.0, background="coffee", seed=1).frames
+    frames = [a[0], a[0], a[0], a[1], a[2], b[0], b[0], b[1], a[3], a[3]]
+    failures = []
+    for level in (0, 1, 3):
+        cfg = PipelineConfig(
+            effect=EffectConfig(name="blur"), model=ModelConfig(person_model="off")
+        )
+        gpu_p = CudaPipeline(replace(cfg, backend="cuda"), gpu=gpu)
+        cpu_p = Pipeline(replace(cfg, backend="cpu"))
+        for p in (gpu_p, cpu_p):
+            p.budget.index = level  # no budget set: the level stays
+        for f in frames:
+            gpu_p.process(f)
+            cpu_p.process(f)
+        counts = [
+            (p.session.inferences, p.session.reused, p.session.scene_cuts) for p in (gpu_p, cpu_p)
+        ]
+        name = gpu_p.quality.name
+        gpu_p.close()
+        cpu_p.close()
+        print(f"gate at {name}: (inferences, reused, scene cuts) cuda {counts[0]}, cpu {counts[1]}")
+        if counts[0] != counts[1]:
+            failures.append(f"gate at {name}: {counts}")
     return failures
 
 

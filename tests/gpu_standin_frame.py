@@ -65,6 +65,7 @@ SIGNATURES: dict[str, list[Any]] = {
     "lfx_blur_inputs_f32": [P, N, N, N, P, N, P, N, P, N, N, P, N, N],
     "lfx_blur_ratio_u8": [P, P, N, P, N, P, N, N, P, N, N],
     "lfx_blur_ratio_f32": [P, P, N, P, N, P, N, N, P, N, N],
+    "lfx_gate": [P, P, N, P, F, F, P, P],
     "lfx_finish": [P, N, P, P, N, P, N, N, P, P, P, P, P, N, N, N, N, Background],
 }
 
@@ -261,6 +262,20 @@ def run_refine_and_composite(name: str, grid: tuple[int, int, int], a: list[Any]
                 sm[k] = u8(np.where(den > 1e-3, st[k] / den, xv))
     elif name == "lfx_finish":
         finish(a)
+    elif name == "lfx_gate":
+        luma, last, n, flags, static_delta, scene_delta, gate, first = a
+        cur, ref = view(luma, np.uint8, (n,)), view(last, np.uint8, (n,))
+        delta = float(np.abs(cur.astype(np.float32) - ref.astype(np.float32)).sum() / n)
+        has_mask, reuse, skip_static, _ = view(flags, np.int32, (4,))
+        scene = bool(has_mask) and delta > scene_delta
+        run = not has_mask or scene or not (reuse or (skip_static and delta < static_delta))
+        g = view(gate, np.int32, (3,))
+        g[0], g[1] = run, scene
+        g[2:3].view(np.float32)[0] = delta
+        if scene:
+            view(first, np.int32, (1,))[0] = 1
+        if run:
+            ref[...] = cur
     else:  # pragma: no cover - SIGNATURES and these lists go together
         raise NotImplementedError(name)
 

@@ -29,6 +29,7 @@ def test_gpu_executor_launches_replayed_by_the_host_build(net_lib) -> None:
     assert r.stdout.count("outputs equal") == 5
     frames = [ln for ln in r.stdout.splitlines() if "worst plane PSNR" in ln]
     assert len(frames) == 12, r.stdout  # every effect; both model runtimes; a video background
+    assert r.stdout.count("gate at ") == 3  # static frames and scene cuts as the cpu decides
 
 
 def test_host_build_fp16_weights_path_matches_fp32_path(net_lib) -> None:

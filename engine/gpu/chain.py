@@ -114,6 +114,7 @@ class FrameChain:
         mask_size: tuple[int, int],
         model_dtype: str = "f32",
         model_io: tuple[int, int] | None = None,
+        gate: int | None = None,
     ) -> None:
         if model_dtype not in ("f32", "f16"):
             raise BackendError(f"model input type {model_dtype!r} is not f32 or f16")
@@ -139,6 +140,12 @@ class FrameChain:
         self._alloc_frame()
         self._alloc_model_io(model_io)
         self._alloc_refine()
+        self.gate = gate
+        if gate is not None:  # the frame's gate (static frame, scene cut) on the device
+            self.d_last_luma = self._bufs.alloc(self.mask_w * self.mask_h)
+            self.d_flags = self._bufs.alloc(16)
+            self.flags = cd.PinnedArray((4,), np.int32)  # has a mask, infer_every, skip_static
+            self.gate_result = cd.PinnedArray((4,), np.int32)  # run, scene cut, change (f32)
 
     def _alloc_frame(self) -> None:
         """The pinned and device frames, and the planes' pyramid levels: as many as the model's
@@ -320,7 +327,58 @@ class FrameChain:
             ]
         if settings.gan is not None:
             return self._gan_frame_ops(settings, model)
-        return self.pre_ops(settings) + (model() if model else []) + self.post_ops(settings)
+        ops = self.pre_ops(settings) + self._model_ops(model) + self.post_ops(settings)
+        return ops + self._gate_download(model)
+
+    def _model_ops(self, model: Callable[[], list[Op]] | None) -> list[Op]:
+        """[The gate →] the model's launches (none: the mask of an earlier frame again)."""
+        if model is None:
+            return []
+        return (self._gate_ops() if self.gate is not None else []) + model()
+
+    def _gate_ops(self) -> list[Op]:
+        """The host's flags up, and the gate: does the model run on this frame (its launches
+        do nothing where not), is it a new scene (the smoothing starts again)."""
+        from engine.pipeline.pipeline import SCENE_CUT_LUMA_DELTA, STATIC_LUMA_DELTA
+
+        assert self.gate is not None
+        n = self.mask_w * self.mask_h
+        flags, d_flags = self.flags, self.d_flags
+        return [
+            Op("flags (host → device)", 16, lambda: self._copy_h2d(d_flags, flags.ptr, 16)),
+            self._kernel(
+                "gate: static frame, scene cut",
+                3 * n + 32,
+                "lfx_gate",
+                (1, 1, 1),
+                (256, 1, 1),
+                P(self.d_luma),
+                P(self.d_last_luma),
+                n,
+                P(self.d_flags),
+                float(STATIC_LUMA_DELTA),
+                float(SCENE_CUT_LUMA_DELTA),
+                P(self.gate),
+                P(self.d_first),
+            ),
+        ]
+
+    def _gate_download(self, model: Callable[[], list[Op]] | None) -> list[Op]:
+        """The gate's decision back to the host with the frame (where a gate ran)."""
+        gate = self.gate
+        if model is None or gate is None:
+            return []
+        out = self.gate_result
+        return [Op("gate (device → host)", 12, lambda: self._copy_d2h(out.ptr, gate, 12))]
+
+    def gate_decision(self) -> tuple[bool, bool, float]:
+        """After the frame: (the model ran, a scene cut, the luma's change). A scene cut set the
+        device's first-frame flag: the next frame's launch clears it."""
+        run, scene = bool(self.gate_result.array[0]), bool(self.gate_result.array[1])
+        delta = float(self.gate_result.array[2:3].view(np.float32)[0])
+        if scene:
+            self._first, self._first_set = False, True
+        return run, scene, delta
 
     def _gan_frame_ops(self, s: ChainSettings, model: Callable[[], list[Op]] | None) -> list[Op]:
         """upload → halvings → [the segmenter, refine] → the generator and its way back to
@@ -328,7 +386,7 @@ class FrameChain:
         download."""
         ops = self.pre_ops(s)
         if s.background == "gan_person":
-            ops += (model() if model else []) + refine_ops(self, s)
+            ops += self._model_ops(model) + refine_ops(self, s)
             styled = self.scratch("gan frame", self.frame_bytes)
             ops += gan.gan_ops(self, s, styled)
             o = self.plane_offsets()
@@ -337,7 +395,7 @@ class FrameChain:
         else:
             ops += gan.gan_ops(self, s, self.d_out)
         ops.append(composite.download_op(self))
-        return ops
+        return ops + self._gate_download(model)
 
     def launch_frame(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> None:
         """``frame_ops`` as one CUDA graph (one per setting, pyramid depth, and with or
@@ -392,6 +450,9 @@ class FrameChain:
         self.host_out.close()
         if self._video is not None:
             self._video.close()
+        if self.gate is not None:
+            self.flags.close()
+            self.gate_result.close()
         if self.ort:
             self.model_input.close()
             self.mask.close()

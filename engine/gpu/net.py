@@ -65,7 +65,7 @@ class DeviceNet:
     ``ptr(name)`` is a tensor's device address: the frame chain's preprocess writes the model
     input there and its refine stage reads the mask from there."""
 
-    def __init__(self, gpu: Gpu, plan: Plan) -> None:
+    def __init__(self, gpu: Gpu, plan: Plan, *, gate: int | None = None) -> None:
         self.gpu, self.plan, self.module = gpu, plan, gpu.module
         gpu.device.make_current()
         self.weights = DeviceWeights.of(gpu, plan)
@@ -79,6 +79,7 @@ class DeviceNet:
                 self.weights.w.ptr,
                 self.weights.f.ptr,
                 self.ptr(st.y),
+                gate,
             )
             self.launches.append((st, st.struct(), ptrs))
 
@@ -136,7 +137,10 @@ class GpuSegmenter:
         n, _, h, w = shape
         if self.plan.shapes[out] != (n, 1, h, w):
             raise ModelError(f"{label}: mask {self.plan.shapes[out]} is not the input's size")
-        self.net = DeviceNet(gpu, self.plan)
+        # The frame's gate (engine.gpu.chain: static frame, scene cut) says whether it runs.
+        self.gate = cd.DeviceBuffer(16)
+        cd.check(cu.cuMemsetD8(self.gate.handle, 0, 16), "cuMemsetD8")
+        self.net = DeviceNet(gpu, self.plan, gate=self.gate.ptr)
         self.stream = cd.Stream()
         self.d_input, self.d_output = self.net.ptr(self.plan.input), self.net.ptr(out)
         self.input = np.zeros(shape, np.float32)
@@ -146,9 +150,12 @@ class GpuSegmenter:
         return self.net.ops(stream)
 
     def run(self) -> np.ndarray:
+        one = np.ones(1, np.int32)  # open the gate: run
+        cd.check(cu.cuMemcpyHtoD(self.gate.handle, one.ctypes.data, 4), "cuMemcpyHtoD")
         np.copyto(self.output, self.net.run(self.input, self.stream)[self.plan.outputs[0]])
         return self.output
 
     def close(self) -> None:
         self.net.close()
+        self.gate.close()
         self.stream.close()

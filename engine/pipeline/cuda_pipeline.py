@@ -6,10 +6,13 @@ captured CUDA graph: upload, halvings, preprocess, the segmenter's launches
 (``engine.gpu.net``), guided filter, smoothing and ramp, mattes, background, composite,
 download, with no host round trip in the middle. Stages (timed on the host):
 
-1. ingest     — the frame's planes into pinned memory; whether the model runs this frame (the
-                quality level's ``infer_every``: otherwise the graph without the model's
-                launches, the last mask again)
-2. frame      — the frame's graph launched and waited for
+1. ingest     — the frame's planes into pinned memory; the flags the frame's gate needs (a
+                mask exists, the quality level's ``infer_every`` and ``skip_static``)
+2. frame      — the frame's graph launched and waited for. Inside it, after the preprocess,
+                the gate (``lfx_gate``): the cpu pipeline's static-frame and scene-cut tests on
+                the luma at the model's size, a reduction on the device. It decides whether the
+                model's launches run or the last mask serves again, and a scene cut restarts
+                the temporal smoothing; its decision comes back with the frame for the counters
 
 With TensorRT or ONNX Runtime the model sits between two graphs:
 
@@ -21,9 +24,9 @@ With TensorRT or ONNX Runtime the model sits between two graphs:
                 composite, download) launched and waited for
 
 The returned frame's planes live in the chain's pinned output buffer (valid until the next
-call, as the cpu pipeline's). Not on the GPU path: the static-frame and scene-cut tests of the
-cpu pipeline (they need the luma on the host; the matte's temporal smoothing is
-motion-adaptive either way).
+call, as the cpu pipeline's). With TensorRT or ONNX Runtime the static-frame and scene-cut
+tests are not run (they would need the luma on the host; the matte's temporal smoothing is
+motion-adaptive either way); ``infer_every`` is.
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ class CudaPipeline(Pipeline):
             full_range=frame.full_range,
             mask_size=(spec.width, spec.height),
             model_io=model_io,
+            gate=backend.gate.ptr if self.kernels and backend is not None else None,  # type: ignore[attr-defined]
         )
         if (
             chain.ort
@@ -262,7 +266,8 @@ class CudaPipeline(Pipeline):
             chain.synchronize()
 
     def _gpu_ingest_frame(self, s: FrameState) -> None:
-        """The kernels runtime: the planes into pinned memory, and whether the model runs."""
+        """The kernels runtime: the planes into pinned memory, and what the frame's gate needs
+        from the host (a mask exists; the quality level's infer_every and skip_static)."""
         chain, session = self.chain, self.session
         assert chain is not None
         s.frame.copy_into(chain.in_frame)
@@ -271,16 +276,10 @@ class CudaPipeline(Pipeline):
             self._ensure_generator(settings.gan[0], settings.gan[1])
         if settings.background == "video":
             self.effect.render(s)  # the video's next frame, fitted into the pinned background
-        self._run_model = False
-        if not self.effect.needs_matte:
-            return
-        if chain.has_mask and session.since_inference + 1 < s.quality.infer_every:
-            session.since_inference += 1
-            session.reused += 1
-            return  # the net's output still holds the last mask
-        self._run_model = True
-        session.since_inference = 0
-        session.inferences += 1
+        self._run_model = self.effect.needs_matte
+        if self._run_model and chain.gate is not None:
+            reuse = session.since_inference + 1 < s.quality.infer_every
+            chain.flags.array[:3] = (chain.has_mask, reuse, s.quality.skip_static)
 
     def _ensure_generator(self, w: int, h: int) -> None:
         """The gan effect's generator at w × h on the device, registered with the chain."""
@@ -306,8 +305,9 @@ class CudaPipeline(Pipeline):
         self._generator = None
 
     def _gpu_frame(self, s: FrameState) -> None:
-        """The kernels runtime: the frame's one graph, launched and waited for."""
-        chain = self.chain
+        """The kernels runtime: the frame's one graph, launched and waited for; then the gate's
+        decision into the session's counters (as the cpu pipeline's segment stage keeps them)."""
+        chain, session = self.chain, self.session
         assert chain is not None and self._frame_settings is not None
         model = None
         if self._run_model:
@@ -315,8 +315,18 @@ class CudaPipeline(Pipeline):
             model = partial(s.backend.ops, self.stream)  # type: ignore[attr-defined]
         chain.launch_frame(self._frame_settings, model)
         chain.synchronize()
-        if self._run_model:
+        if not self._run_model:
+            return
+        ran, scene, _ = chain.gate_decision() if chain.gate is not None else (True, False, 0.0)
+        if scene:
+            session.scene_cuts += 1
+        if ran:
             chain.has_mask = True
+            session.since_inference = 0
+            session.inferences += 1
+        else:
+            session.since_inference += 1
+            session.reused += 1
 
     def _gpu_segment(self, s: FrameState) -> None:
         chain, backend, session = self.chain, s.backend, self.session

@@ -87,7 +87,7 @@ class NetStep(ctypes.Structure):
 
 
 class NetPtrs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "r", "s", "w", "f", "y")]
+    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "r", "s", "w", "f", "y", "gate")]
 
 
 @dataclass
