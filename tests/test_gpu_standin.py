@@ -64,3 +64,22 @@ def test_host_build_fp16_weights_path_matches_fp32_path(net_lib) -> None:
         outs.append(arena[o : o + x.size].copy())
     assert np.isfinite(outs[0]).all()
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_kernels_compile_under_nvrtc() -> None:
+    """The fallback where no prebuilt binary fits a device: NVRTC compiles kernels/livefx.cu
+    (with the net and GAN kernels it includes) for sm_90. Needs cuda-python and libnvrtc (the
+    gpu extra, or the nvidia-cuda-nvrtc wheel), not a GPU."""
+    import pytest
+
+    from engine.errors import BackendError
+
+    try:
+        from engine.gpu.module import compile_nvrtc
+
+        cubin = compile_nvrtc((9, 0))
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    assert len(cubin) > 100_000
+    for name in (b"lfx_net_conv", b"lfx_gan_up", b"lfx_gate", b"lfx_finish"):
+        assert name in cubin
