@@ -16,5 +16,11 @@ path is chosen (they raise ``BackendError`` saying why when cuda-python is missi
 - ``refine``: box means, the guided filter, smoothing and the ramp, the matte's halvings;
 - ``blur``: the blur plans and the masked blur at each plane's pyramid level;
 - ``composite``: the background, the last launch (mattes + composite), the download (the graph
-  after the model).
+  after the model);
+- ``frame``: the whole frame as one graph (the kernels runtime), the frame's gate (static frame,
+  scene cut) and the GAN effect's frame;
+- ``gan``: the GAN effect around its generator (input, RGB back to Y, U, V, the self-guided
+  upsampling);
+- ``net``: LiveFX's net engine on the device (``DeviceNet``: a planned model's launches, its
+  weights uploaded once; ``GpuSegmenter``), from ``engine.inference.net``'s plans.
 """

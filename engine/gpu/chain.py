@@ -41,12 +41,11 @@ import numpy as np
 
 from engine.errors import BackendError
 from engine.frame import FrameBuffer, chroma_size
-from engine.gpu import blur, composite, gan, memory, pre
+from engine.gpu import blur, composite, frame, memory, pre
 from engine.gpu import driver as cd
-from engine.gpu.launch import Background, Op, P, color_matrix
+from engine.gpu.launch import Op, color_matrix
 from engine.gpu.memory import Buffers
 from engine.gpu.module import Gpu
-from engine.gpu.refine import refine_ops
 from engine.ops import reference
 
 cu = cd.cu
@@ -308,94 +307,12 @@ class FrameChain:
         self._first = False
 
     def frame_ops(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> list[Op]:
-        """The whole frame: upload → halvings → preprocess → [the model's launches] → refine →
-        background → composite → download. ``model`` None: the mask of an earlier frame is
-        used again (the budget's ``infer_every``). The ``none`` effect: upload → download."""
-        if settings.background == "none":
-            n = self.frame_bytes
-            return [
-                Op(
-                    "upload (host → device)",
-                    n,
-                    lambda: self._copy_h2d(self.d_in, self.host_in.ptr, n),
-                ),
-                Op(
-                    "download (device → host)",
-                    n,
-                    lambda: self._copy_d2h(self.host_out.ptr, self.d_in, n),
-                ),
-            ]
-        if settings.gan is not None:
-            return self._gan_frame_ops(settings, model)
-        ops = self.pre_ops(settings) + self._model_ops(model) + self.post_ops(settings)
-        return ops + self._gate_download(model)
-
-    def _model_ops(self, model: Callable[[], list[Op]] | None) -> list[Op]:
-        """[The gate →] the model's launches (none: the mask of an earlier frame again)."""
-        if model is None:
-            return []
-        return (self._gate_ops() if self.gate is not None else []) + model()
-
-    def _gate_ops(self) -> list[Op]:
-        """The host's flags up, and the gate: does the model run on this frame (its launches
-        do nothing where not), is it a new scene (the smoothing starts again)."""
-        from engine.pipeline.pipeline import SCENE_CUT_LUMA_DELTA, STATIC_LUMA_DELTA
-
-        assert self.gate is not None
-        n = self.mask_w * self.mask_h
-        flags, d_flags = self.flags, self.d_flags
-        return [
-            Op("flags (host → device)", 16, lambda: self._copy_h2d(d_flags, flags.ptr, 16)),
-            self._kernel(
-                "gate: static frame, scene cut",
-                3 * n + 32,
-                "lfx_gate",
-                (1, 1, 1),
-                (256, 1, 1),
-                P(self.d_luma),
-                P(self.d_last_luma),
-                n,
-                P(self.d_flags),
-                float(STATIC_LUMA_DELTA),
-                float(SCENE_CUT_LUMA_DELTA),
-                P(self.gate),
-                P(self.d_first),
-            ),
-        ]
-
-    def _gate_download(self, model: Callable[[], list[Op]] | None) -> list[Op]:
-        """The gate's decision back to the host with the frame (where a gate ran)."""
-        gate = self.gate
-        if model is None or gate is None:
-            return []
-        out = self.gate_result
-        return [Op("gate (device → host)", 12, lambda: self._copy_d2h(out.ptr, gate, 12))]
+        """The whole frame's ops (``engine.gpu.frame.frame_ops``)."""
+        return frame.frame_ops(self, settings, model)
 
     def gate_decision(self) -> tuple[bool, bool, float]:
-        """After the frame: (the model ran, a scene cut, the luma's change). A scene cut set the
-        device's first-frame flag: the next frame's launch clears it."""
-        run, scene = bool(self.gate_result.array[0]), bool(self.gate_result.array[1])
-        delta = float(self.gate_result.array[2:3].view(np.float32)[0])
-        if scene:
-            self._first, self._first_set = False, True
-        return run, scene, delta
-
-    def _gan_frame_ops(self, s: ChainSettings, model: Callable[[], list[Op]] | None) -> list[Op]:
-        """upload → halvings → [the segmenter, refine] → the generator and its way back to
-        full size (``engine.gpu.gan``) → [the styled frame over the frame, with the matte] →
-        download."""
-        ops = self.pre_ops(s)
-        if s.background == "gan_person":
-            ops += self._model_ops(model) + refine_ops(self, s)
-            styled = self.scratch("gan frame", self.frame_bytes)
-            ops += gan.gan_ops(self, s, styled)
-            o = self.plane_offsets()
-            bg = Background(1, 0, 0, 0, P(self.d_in), P(self.d_in + o[1]), P(self.d_in + o[2]))
-            ops.append(composite.finish_op(self, s, bg, self.frame_bytes, fg=styled))
-        else:
-            ops += gan.gan_ops(self, s, self.d_out)
-        ops.append(composite.download_op(self))
-        return ops + self._gate_download(model)
+        """After the frame: (the model ran, a scene cut, the luma's change)."""
+        return frame.gate_decision(self)
 
     def launch_frame(self, settings: ChainSettings, model: Callable[[], list[Op]] | None) -> None:
         """``frame_ops`` as one CUDA graph (one per setting, pyramid depth, and with or
