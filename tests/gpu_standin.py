@@ -16,9 +16,11 @@ from __future__ import annotations
 import ctypes
 import enum
 import sys
+import time
 import types
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,6 +118,27 @@ class StandIn(types.ModuleType):
         return self._run(stream, lambda: ctypes.memmove(int(dst), int(src), n))
 
     cuMemcpyDtoHAsync = cuMemcpyHtoDAsync
+
+    def cuMemcpyDtoDAsync(self, dst: int, src: int, n: int, stream: Any) -> tuple[CUresult]:
+        return self._run(stream, lambda: ctypes.memmove(int(dst), int(src), n))
+
+    # -- events: the host clock at the point the stream reaches them (the stand-in runs
+    # everything as it is issued) --------------------------------------------------------------
+
+    def cuEventCreate(self, flags: int) -> tuple[CUresult, list[float]]:
+        return CUresult.CUDA_SUCCESS, [0.0]
+
+    def cuEventRecord(self, event: list[float], stream: Any) -> tuple[CUresult]:
+        return self._run(stream, lambda: event.__setitem__(0, time.perf_counter()))
+
+    def cuEventSynchronize(self, event: list[float]) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
+
+    def cuEventElapsedTime(self, a: list[float], b: list[float]) -> tuple[CUresult, float]:
+        return CUresult.CUDA_SUCCESS, (b[0] - a[0]) * 1e3
+
+    def cuEventDestroy(self, event: list[float]) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)
 
     def cuMemsetD8(self, ptr: int, value: int, n: int) -> tuple[CUresult]:
         ctypes.memset(int(ptr), value, n)
@@ -222,23 +245,13 @@ def install(lib: ctypes.CDLL) -> StandIn:
     return fake
 
 
-def main() -> int:
-    """Every op case and the shipped segmenters through engine.gpu.net on the stand-in,
-    against the host build run directly (engine.inference.net.host): the same numbers."""
+def standin_gpu(lib: ctypes.CDLL) -> tuple[StandIn, Any]:
+    """The stand-in installed, and an ``engine.gpu.module.Gpu`` on it."""
     import tempfile
-    from pathlib import Path
 
-    from engine.inference.net import load_net
-    from engine.inference.net.host import HostNet, library
-
-    lib = library()
     fake = install(lib)
     from engine.gpu import driver as cd
-    from engine.gpu import memory
     from engine.gpu.module import Gpu, Module
-    from engine.gpu.net import DeviceNet, GpuSegmenter
-    from engine.models.registry import load_model
-    from tests import test_net_ops
 
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "livefx.fatbin"
@@ -246,6 +259,44 @@ def main() -> int:
         gpu = Gpu.__new__(Gpu)
         gpu.device = cd.Device()
         gpu.module = Module(gpu.device, fatbin=image)
+    return fake, gpu
+
+
+def bench_main(argv: list[str]) -> int:
+    """``benchmarks/gpu.py`` run through on the stand-in with the arguments given: every
+    section's code (graphs, events, the copy bandwidth, the per-layer graphs, the frame's
+    graph, the tables and the JSON) runs, so that a lent GPU's minutes are not spent on a
+    mistake in Python. Its figures are the host build's, not a GPU's."""
+    import engine.pipeline.backend as backend
+    from engine.inference.net.host import library
+
+    _, gpu = standin_gpu(library())
+    from engine.gpu.module import Gpu
+
+    Gpu._shared = gpu
+    ok = backend.GpuStatus(None, gpu.device.name, gpu.module.source)
+    backend.gpu_status = lambda: ok  # type: ignore[assignment]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import gpu as benchmark  # benchmarks/gpu.py
+
+    return int(benchmark.main(argv))
+
+
+def main() -> int:
+    """Every op case and the shipped segmenters through engine.gpu.net on the stand-in,
+    against the host build run directly (engine.inference.net.host): the same numbers."""
+
+    from engine.inference.net import load_net
+    from engine.inference.net.host import HostNet, library
+
+    lib = library()
+    fake, gpu = standin_gpu(lib)
+    from engine.gpu import driver as cd
+    from engine.gpu import memory
+    from engine.gpu.net import DeviceNet, GpuSegmenter
+    from engine.models.registry import load_model
+    from tests import test_net_ops
+
     stream = cd.Stream()
     rng = np.random.default_rng(5)
     failures = []
@@ -280,6 +331,7 @@ def main() -> int:
         seg.close()
     failures += pipeline_frames(gpu)
     failures += gate_frames(gpu)
+    failures += reconfigured_frames(gpu)
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
@@ -376,5 +428,38 @@ def gate_frames(gpu: Any) -> list[str]:
     return failures
 
 
+def reconfigured_frames(gpu: Any) -> list[str]:
+    """A live session switching generators (same size, same settings key: a user's copy of
+    enhance after cartoon) gets the new generator's picture, not a stale graph's."""
+    import shutil
+    import tempfile
+
+    from engine.config import EffectConfig, ModelConfig, PipelineConfig
+    from engine.models.registry import GENERATORS
+    from engine.pipeline import Pipeline
+    from engine.pipeline.cuda_pipeline import CudaPipeline
+    from engine.samples import composited_clip
+
+    mine = Path(tempfile.mkdtemp()) / "mine.onnx"
+    shutil.copy(GENERATORS["enhance"].path, mine)
+    frames = composited_clip(640, 360, 2, noise=2.0).frames
+    off = ModelConfig(person_model="off")
+    first = PipelineConfig(effect=EffectConfig(name="gan", model="cartoon"), model=off)
+    then = PipelineConfig(effect=EffectConfig(name="gan", model=str(mine)), model=off)
+    gpu_p = CudaPipeline(replace(first, backend="cuda"), gpu=gpu)
+    cpu_p = Pipeline(replace(first, backend="cpu"))
+    gpu_p.process(frames[0])
+    cpu_p.process(frames[0])
+    gpu_p.reconfigure(replace(then, backend="cuda"))
+    cpu_p.reconfigure(replace(then, backend="cpu"))
+    g, c = gpu_p.process(frames[1]), cpu_p.process(frames[1])
+    mse = float(np.mean((g.y.astype(float) - c.y.astype(float)) ** 2))
+    db = 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+    gpu_p.close()
+    cpu_p.close()
+    print(f"gan reconfigured cartoon → {mine.name}: Y PSNR {db:.1f} dB against cpu")
+    return [] if db >= 35.0 else [f"reconfigured generator: {db:.1f} dB"]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else main())

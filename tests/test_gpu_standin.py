@@ -30,6 +30,40 @@ def test_gpu_executor_launches_replayed_by_the_host_build(net_lib) -> None:
     frames = [ln for ln in r.stdout.splitlines() if "worst plane PSNR" in ln]
     assert len(frames) == 12, r.stdout  # every effect; both model runtimes; a video background
     assert r.stdout.count("gate at ") == 3  # static frames and scene cuts as the cpu decides
+    assert "gan reconfigured cartoon → mine.onnx" in r.stdout  # not a stale generator's graph
+
+
+def test_gpu_benchmark_runs_through_on_the_standin(net_lib, tmp_path) -> None:
+    """benchmarks/gpu.py's every section (per-kernel graphs, the copy bandwidth, a model whole
+    and per layer against ONNX Runtime, the whole frame's graph for a segmenter effect and the
+    GAN), small, on the stand-in: a lent GPU's minutes are not lost to the benchmark's Python."""
+    import json
+
+    out = tmp_path / "bench.json"
+    args = ["--resolutions", "480p", "--effects", "blur", "-n", "1", "--frames", "2",
+            "--models", "general", "--batches", "1", "--layer-tables", "1",
+            "--frame", "blur,gan", "--frame-size", "160x96", "--frame-warmup", "1",
+            "--json-out", str(out)]  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.gpu_standin", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "failed" not in r.stdout, r.stdout
+    report = json.loads(out.read_text())
+    assert "error" not in json.dumps(report), r.stdout
+    chain = report["results"][0]
+    assert chain["chain_kernels"] > 10 and all(op["us"] > 0 for op in chain["ops"])
+    (case,) = report["models"]["cases"]
+    (livefx,) = [run for run in case["runs"] if run["runtime"] == "livefx"]
+    assert livefx["max_abs_err_vs_onnxruntime"] < 1e-3
+    assert len(livefx["layers"]) == livefx["steps"] == 66
+    frames = {row["effect"]: row for row in report["frame"]}
+    assert set(frames) == {"blur", "gan cartoon", "gan enhance"}
+    assert all(row["gpu_us"]["median"] > 0 for row in frames.values())
 
 
 def test_host_build_fp16_weights_path_matches_fp32_path(net_lib) -> None:
