@@ -299,6 +299,11 @@ class CudaPipeline(Pipeline):
         self.chain.generators[(w, h)] = net
 
     def _close_generators(self) -> None:
+        """Free the generator's device nets, and the graphs that launch them."""
+        if self._generators and self.chain is not None:
+            self.chain.synchronize()
+            self.chain._destroy_graphs()
+            self.chain.generators.clear()
         for net in self._generators.values():
             net.close()
         self._generators.clear()
@@ -381,6 +386,7 @@ class CudaPipeline(Pipeline):
         if self.chain is not None:
             out["kernels"] = self.gpu.module.source
             out["gpu"] = self.gpu.device.name
+            out["model_runtime"] = self.model_runtime
         return out
 
     def close(self) -> None:
