@@ -12,6 +12,7 @@ picked and why. Nothing here imports cuda-python unless a GPU path is asked abou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -20,6 +21,9 @@ from engine.errors import BackendError, ConfigError
 
 if TYPE_CHECKING:
     from engine.config import PipelineConfig
+    from engine.inference.base import InferenceBackend
+    from engine.inference.batch import SharedModels
+    from engine.models.registry import ModelSpec
     from engine.pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -157,10 +161,16 @@ def choose_backend(
 
 
 def make_pipeline(
-    config: PipelineConfig, choice: BackendChoice | None = None, *, live: bool = False
+    config: PipelineConfig,
+    choice: BackendChoice | None = None,
+    *,
+    live: bool = False,
+    models: SharedModels | None = None,
 ) -> Pipeline:
     """The pipeline for ``config.backend`` (resolved by ``choose_backend``; logged). ``live``:
-    a real-time session (the body prior runs on a thread of its own; files run it inline)."""
+    a real-time session (the body prior runs on a thread of its own; files run it inline).
+    ``models``: the server's shared inference workers (the cpu pipeline's segmenter on ONNX
+    Runtime runs there, batched with the other sessions', instead of on a session of its own)."""
     from engine.pipeline.pipeline import Pipeline
 
     c = choice or choose_backend(config.backend, config.effect.name, runtime=config.model_runtime)
@@ -181,6 +191,22 @@ def make_pipeline(
     else:
         from engine.ops import fused
 
-        p = Pipeline(config, body_async=live)
+        factory = None
+        if models is not None and config.inference.backend == "onnxruntime":
+            factory = shared_factory(models, config.inference.threads)
+        p = Pipeline(config, factory, body_async=live)
         p.backend_reason = f"{c.reason}; {fused.REASON}"  # the compiled loops, or why not
+        if factory is not None:
+            p.backend_reason += "; the segmenter on the shared, batching inference worker"
     return p
+
+
+def shared_factory(models: SharedModels, threads: int) -> Callable[[ModelSpec], InferenceBackend]:
+    """The cpu pipeline's segmenters from ``models`` (engine.inference.batch)."""
+    from engine.models.registry import load_model
+
+    def factory(spec: ModelSpec) -> InferenceBackend:
+        shape = (1, 3, spec.height, spec.width)
+        return models.backend(load_model(spec.name), shape, threads, spec.name)
+
+    return factory

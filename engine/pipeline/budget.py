@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,17 +58,37 @@ QUALITY_LEVELS: tuple[Quality, ...] = (
 )
 
 
+# The machine's load (engine.server.pool: the larger of the frame workers' demand and the CPU's
+# busy share): above LOAD_HIGH every session steps down, one level per LOAD_COOLDOWN frames (the
+# load is measured over ~2 s, so it is given time to show a step's effect); up again only while
+# it is under LOAD_LOW.
+LOAD_HIGH = 0.9
+LOAD_LOW = 0.7
+LOAD_COOLDOWN = 60
+
+
 class BudgetController:
     """Watches per-frame times and moves the quality level to stay inside the budget.
 
     Down one level when the p90 of the last ``window`` frames exceeds the budget (then waits a
     window before judging again); up one level when the p90 has stayed under ``headroom`` × budget
     for ``recover_frames`` frames. Every change is kept in ``events`` with its figures.
+
+    ``load`` (a live server sets it: ``FramePool.load_value``) adds the machine's load: over
+    ``LOAD_HIGH`` the level steps down even when this session's own frames are fast (frames of
+    sessions together exceed what the cores can do, and the next thing would be dropped frames);
+    it steps up only while the load is under ``LOAD_LOW``.
     """
 
-    def __init__(self, config: BudgetConfig, levels: tuple[Quality, ...] = QUALITY_LEVELS) -> None:
+    def __init__(
+        self,
+        config: BudgetConfig,
+        levels: tuple[Quality, ...] = QUALITY_LEVELS,
+        load: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self.levels = levels
+        self.load = load
         self.index = 0
         self.frames = 0
         self._recent: deque[float] = deque(maxlen=config.window)
@@ -93,9 +114,14 @@ class BudgetController:
         if len(self._recent) < self._recent.maxlen:  # type: ignore[operator]
             return self.quality
         p90 = float(np.percentile(self._recent, 90))
-        if p90 > budget and self.index < len(self.levels) - 1:
+        load = self.load() if self.load is not None else 0.0
+        last = len(self.levels) - 1
+        if p90 > budget and self.index < last:
             self._change(+1, p90, f"p90 {p90:.2f} ms > budget {budget:.2f} ms")
-        elif p90 < self.config.headroom * budget:
+        elif load > LOAD_HIGH and self.index < last:
+            self._change(+1, p90, f"machine load {load:.0%} > {LOAD_HIGH:.0%}")
+            self._cooldown = max(self._cooldown, LOAD_COOLDOWN)
+        elif p90 < self.config.headroom * budget and load < LOAD_LOW:
             self._calm += 1
             if self._calm >= self.config.recover_frames and self.index > 0:
                 self._change(-1, p90, f"p90 {p90:.2f} ms < {self.config.headroom:.0%} of budget")

@@ -390,14 +390,9 @@ class CudaPipeline(Pipeline):
         return out
 
     def close(self) -> None:
-        super().close()
-        if self.chain is not None:
+        if self.chain is not None:  # the graphs first: they launch the models' buffers
             self.chain.close()
             self.chain = None
         self._close_generators()
-        for b in self._backends.values():
-            close = getattr(b, "close", None)
-            if close is not None:
-                close()
-        self._backends.clear()
+        super().close()  # the effect, the body prior, the models
         self.stream.close()

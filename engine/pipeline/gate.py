@@ -75,6 +75,11 @@ class FrameGate(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def waiting(self) -> bool:
+        """A frame is there to take."""
+        return self._item is not None
+
     def stats(self) -> dict[str, int]:
         with self._cond:
             return {

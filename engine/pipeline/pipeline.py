@@ -114,7 +114,7 @@ class Pipeline:
             self.effect = effect
             self.stages = self._stage_list()
         if config.budget != old.budget:
-            self.budget = BudgetController(config.budget)
+            self.budget = BudgetController(config.budget, load=self.budget.load)
         if config.model.person_model != old.model.person_model:
             self._close_body()
             self.stages = self._stage_list()
@@ -302,6 +302,11 @@ class Pipeline:
     def close(self) -> None:
         self.effect.close()
         self._close_body()
+        for backend in self._backends.values():  # a shared worker's backend lets it go
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+        self._backends.clear()
 
     @property
     def quality(self) -> Quality:

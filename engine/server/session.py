@@ -1,4 +1,5 @@
-"""One WebRTC session: a peer connection and, unless it only plays, a pipeline on its own thread.
+"""One WebRTC session: a peer connection and, unless it only plays, a pipeline served by the
+server's frame pool.
 
 Three kinds:
 
@@ -8,9 +9,12 @@ Three kinds:
 - ``play`` (WHEP): a stream's encoded video and audio out to the peer; no pipeline.
 
 Frame path: aiortc decodes (its thread) → ``_read`` (event loop: only moves the frame into the
-gate, so aiortc's unbounded queue never grows) → ``FrameGate`` (newest wins) → worker thread
-(``Pipeline.process``) → ``ProcessedTrack`` or the stream's encoders (newest wins again) →
-aiortc's sender. Nothing CPU-heavy runs on the event loop.
+gate, so aiortc's unbounded queue never grows, and tells the pool) → ``FrameGate`` (newest wins)
+→ a worker of the ``FramePool`` (``step``: ``Pipeline.process``; sessions served round robin,
+one frame at a time, never two workers on one session) → ``ProcessedTrack`` or the stream's
+encoders (newest wins again) → aiortc's sender. Nothing CPU-heavy runs on the event loop. The
+segmenter may run on a shared inference worker (``engine.inference.batch``), batched with other
+sessions' inputs.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from engine.config import EffectConfig, PipelineConfig, ServerConfig, describe
 from engine.errors import LiveFXError, StageError
 from engine.media import frame_from_av, frame_to_av
 from engine.pipeline import Pipeline, make_pipeline
-from engine.pipeline.gate import FrameGate
+from engine.pipeline.gate import FrameGate, GateClosed
 from engine.server import rtc, sdp
+from engine.server.pool import FramePool
 from engine.server.stream import SharedVideoEncoder, Stream
 from engine.server.tracks import (
     AudioDelay,
@@ -49,6 +54,7 @@ from engine.server.tracks import (
 )
 
 if TYPE_CHECKING:
+    from engine.inference.batch import SharedModels
     from engine.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -106,8 +112,15 @@ class Session:
         client: str = "",
         metrics: Metrics | None = None,
         on_connected: Callable[[Session], Awaitable[None]] | None = None,
+        pool: FramePool | None = None,
+        models: SharedModels | None = None,
     ) -> None:
+        """``pool``: the server's frame workers (None: a worker of the session's own);
+        ``models``: the server's shared inference workers (None: the session's own models)."""
         assert kind in KINDS and (stream is not None) == (kind != "sendrecv")
+        self.pool = pool
+        self._own_pool = False
+        self.models = models
         self.metrics = metrics
         self.on_connected = on_connected
         self.connected_at: float | None = None
@@ -143,8 +156,12 @@ class Session:
         self._pending: PipelineConfig | None = None
         self._lock = threading.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._worker: threading.Thread | None = None
+        self._working = False  # the session's frames are served by the pool
         self._pipeline: Pipeline | None = None
+        self._out_pool: list[av.VideoFrame | None] = [None] * 4  # the sender may hold 2-3
+        self._out_k = 0
+        self._last_snapshot = 0.0
+        self._quality_changes = 0
         self._frames_seen: deque[float] = deque(maxlen=120)
         self.upload_path: str | None = None
 
@@ -185,7 +202,9 @@ class Session:
             offer_sdp = sdp.filter_candidates(offer_sdp, sdp.local_only(rtc.own_addresses()))
         # Made here, not in the worker: a bad setting fails the offer, not the first frame.
         if self.processes:
-            self._pipeline = make_pipeline(self.config, live=True)
+            self._pipeline = make_pipeline(self.config, live=True, models=self.models)
+            if self.pool is not None:  # the machine's load steps every session's quality
+                self._pipeline.budget.load = self.pool.load_value
         if self.kind == "play":
             self.play_video = PacketTrack("video")
             self.play_audio = PacketTrack("audio")
@@ -218,10 +237,11 @@ class Session:
             self.pc, (lambda: self.last_media) if self.kind != "play" else (lambda: 0.0)
         )
         if self._pipeline is not None or self.kind == "publish":
-            self._worker = threading.Thread(
-                target=self._work, name=f"livefx-{self.id}", daemon=True
-            )
-            self._worker.start()
+            if self.pool is None:
+                self.pool = FramePool(1, name=f"livefx-{self.id}")
+                self._own_pool = True
+            self.pool.add(self)
+            self._working = True
         if self.kind == "play":
             self._join_stream(local)
         self._tasks.append(asyncio.ensure_future(self._watchdog()))
@@ -301,6 +321,8 @@ class Session:
                 self.last_frame = self.last_media = time.monotonic()
                 self._frames_seen.append(self.last_frame)
                 self.gate.put((frame, self.last_frame))  # type: ignore[arg-type]
+                if self._working and self.pool is not None:
+                    self.pool.notify(self)
         except MediaStreamError:
             await self.close("the peer's track ended")
         except asyncio.CancelledError:
@@ -317,73 +339,88 @@ class Session:
                 elif self.stream is not None:
                     self.stream.push_audio(frame)  # type: ignore[arg-type]
 
-    def _work(self) -> None:
-        """The worker thread. Whatever kills it ends the session, with the reason."""
-        faults.set_scope(self.id)
-        try:
-            self._frames_loop()
-        except BaseException as exc:  # (a dead worker must not leave a live session)
-            reason = f"worker failed: {type(exc).__name__}: {exc}"
-            log.error("session %s: %s", self.id, reason, exc_info=True)
-            self.errors.append(reason)
-            if self.metrics is not None:
-                self.metrics.errors.labels("worker").inc()
-            with contextlib.suppress(RuntimeError):  # the loop may be closing already
-                self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.close(reason)))
-        finally:
-            if self._pipeline is not None:
-                with contextlib.suppress(Exception):
-                    self._pipeline.close()
+    # -- the frames: one at a time, on a worker of the pool ---------------------------------
 
-    def _frames_loop(self) -> None:
-        """Newest frame → pipeline → outgoing track or the stream."""
+    def ready(self) -> bool:
+        """A frame is waiting in the gate (for the pool)."""
+        return self.gate.waiting
+
+    def failed(self, exc: BaseException) -> None:
+        """A step raised (for the pool): the session ends, with the reason."""
+        reason = f"worker failed: {type(exc).__name__}: {exc}"
+        log.error("session %s: %s", self.id, reason, exc_info=exc)
+        self.errors.append(reason)
+        if self.metrics is not None:
+            self.metrics.errors.labels("worker").inc()
+        with contextlib.suppress(RuntimeError):  # the loop may be closing already
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.close(reason)))
+
+    def step(self) -> None:
+        """The newest frame → pipeline → outgoing track or the stream (a worker of the pool;
+        never two at once for one session)."""
+        try:
+            got = self.gate.get(timeout=0)
+        except GateClosed:
+            return
+        if got is None:
+            return
+        faults.set_scope(self.id)
+        (frame, arrived), _ = got
         pipeline = self._pipeline
-        pool: list[av.VideoFrame | None] = [None] * 4  # the sender may still hold 2-3 of them
-        k = 0
-        last_snapshot = 0.0
-        quality_changes = 0
-        for (frame, arrived), _ in self.gate.frames():
-            with self._lock:
-                pending, self._pending = self._pending, None
-            if pending is not None and pipeline is not None:
-                try:
-                    pipeline.reconfigure(pending)
-                    self.config = pending
-                    self.degraded = None  # the client's new settings get a fresh start
-                    self.faults.clear()
-                except LiveFXError as exc:  # checked before it got here; kept for safety
-                    self.errors.append(str(exc))
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None and pipeline is not None:
             try:
-                out = frame_from_av(frame)
-            except LiveFXError as exc:  # a frame that cannot be read: nothing to pass through
-                self._frame_error(exc)
-                continue
-            if pipeline is not None:
-                try:
-                    out = pipeline.process(out)
-                    self.faults.ok()
-                except Exception as exc:  # (this frame goes out unprocessed)
-                    self._pipeline_fault(pipeline, exc)
-            if pipeline is not None and self.metrics is not None:
-                self.metrics.observe_stages(pipeline.times.last_ms())
-                changes = pipeline.budget.changes  # all of them (events keeps the last 100)
-                if changes < quality_changes:  # a new controller: new settings' budget
-                    quality_changes = 0
-                if changes > quality_changes:
-                    self.metrics.quality_changes.inc(changes - quality_changes)
-                quality_changes = changes
-            faults.hit("worker")
-            if self.stream is not None:
-                self.stream.push_video(out, arrived)
-            else:
-                av_out = frame_to_av(out, pool[k])
-                pool[k] = av_out
-                k = (k + 1) % len(pool)
-                self.loop.call_soon_threadsafe(self.out.push, av_out, arrived)
-            now = time.monotonic()
-            if pipeline is not None and now - last_snapshot >= 0.5:
-                last_snapshot = now
-                self.latest = self._snapshot(pipeline)
+                pipeline.reconfigure(pending)
+                self.config = pending
+                self.degraded = None  # the client's new settings get a fresh start
+                self.faults.clear()
+            except LiveFXError as exc:  # checked before it got here; kept for safety
+                self.errors.append(str(exc))
+        try:
+            out = frame_from_av(frame)
+        except LiveFXError as exc:  # a frame that cannot be read: nothing to pass through
+            self._frame_error(exc)
+            return
+        if pipeline is not None:
+            try:
+                out = pipeline.process(out)
+                self.faults.ok()
+            except Exception as exc:  # (this frame goes out unprocessed)
+                self._pipeline_fault(pipeline, exc)
+        if pipeline is not None and self.metrics is not None:
+            self.metrics.observe_stages(pipeline.times.last_ms())
+            changes = pipeline.budget.changes  # all of them (events keeps the last 100)
+            if changes < self._quality_changes:  # a new controller: new settings' budget
+                self._quality_changes = 0
+            if changes > self._quality_changes:
+                self.metrics.quality_changes.inc(changes - self._quality_changes)
+            self._quality_changes = changes
+        faults.hit("worker")
+        if self.stream is not None:
+            self.stream.push_video(out, arrived)
+        else:
+            av_out = frame_to_av(out, self._out_pool[self._out_k])
+            self._out_pool[self._out_k] = av_out
+            self._out_k = (self._out_k + 1) % len(self._out_pool)
+            self.loop.call_soon_threadsafe(self.out.push, av_out, arrived)
+        now = time.monotonic()
+        if pipeline is not None and now - self._last_snapshot >= 0.5:
+            self._last_snapshot = now
+            self.latest = self._snapshot(pipeline)
+
+    def _stop_working(self) -> None:
+        """Off the pool (a step in progress ends first), then the pipeline is closed."""
+        if self._working and self.pool is not None:
+            self._working = False
+            if not self.pool.remove(self):
+                log.warning("session %s: its frame did not finish within 5 s", self.id)
+            if self._own_pool:
+                self.pool.close()
+        if self._pipeline is not None:
+            with contextlib.suppress(Exception):
+                self._pipeline.close()
+            self._pipeline = None
 
     def _frame_error(self, exc: Exception) -> None:
         self.errors.append(str(exc))
@@ -557,8 +594,7 @@ class Session:
                 task.cancel()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        if self._worker is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._worker.join, 5.0)
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_working)
         if self.upload_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.upload_path)

@@ -1,0 +1,288 @@
+"""The shared inference worker: one per model, input size and device, for every session.
+
+Sessions hand their model input to the worker (``BatchedBackend.run``, in the pipeline's place of
+its own ONNX Runtime session); the worker runs every input it holds as one batch and hands each
+session its own output. Per-session state (temporal smoothing, the budget level) stays in each
+session's pipeline: only the model's forward pass is shared.
+
+When to run: at once when a single session uses the worker, or when every session that uses it
+has an input waiting; otherwise it waits up to ``wait_ms`` (≤ 2 ms) for the others' inputs.
+Adaptive: when waiting stops gathering anything (the sessions' frames arrive out of phase), the
+worker stops waiting, and tries again every ``PROBE_EVERY`` batches.
+
+On the CPU the batch is ONNX Runtime's batch dimension: the shipped segmenter's CPU graph with its
+batch made symbolic, the same graph for one input as for sixteen, so a session's mask is the same,
+bit for bit, whether its input ran alone or in a batch (``tests/test_scaling.py``). A model whose
+graph cannot take a batch runs the inputs one after another, still on the one worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BackendError, ModelError
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 16
+WAIT_MS = 2.0
+PROBE_EVERY = 32  # batches between tries at waiting, once waiting stopped paying
+
+
+def symbolic_batch(model: bytes) -> bytes:
+    """``model`` with its inputs' and outputs' first dimension named ``N`` (any batch)."""
+    import onnx
+
+    g = onnx.load_from_string(model)
+    for t in list(g.graph.input) + list(g.graph.output):
+        dims = t.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+    del g.graph.value_info[:]  # shapes inferred again, with the symbolic batch
+    return bytes(g.SerializeToString())
+
+
+@dataclass
+class _Request:
+    x: np.ndarray  # (1, C, H, W)
+    out: np.ndarray  # (1, …): the session's own output, written by the worker
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class BatchRunner:
+    """One model at one input shape on ONNX Runtime (CPU): a thread running batches."""
+
+    def __init__(
+        self,
+        model: bytes,
+        shape: tuple[int, ...],
+        *,
+        threads: int = 1,
+        max_batch: int = MAX_BATCH,
+        wait_ms: float = WAIT_MS,
+        name: str = "model",
+    ) -> None:
+        from engine.inference.onnxruntime import cpu_session
+        from engine.models.registry import onnxruntime_graph
+
+        self.name = name
+        self.shape = tuple(shape)  # (C, H, W): one input, without the batch
+        self.max_batch = max_batch
+        self.wait_s = max(0.0, min(wait_ms, WAIT_MS)) / 1e3
+        graph = onnxruntime_graph(model)
+        self.batching = True
+        try:
+            self.session = cpu_session(symbolic_batch(graph), threads, f"model {name}")
+            self._check_batch()
+        except Exception as exc:  # the graph pins its batch somewhere: one input at a time
+            log.info("shared %s: no batch (%s); inputs run one by one", name, exc)
+            self.batching = False
+            self.session = cpu_session(graph, threads, f"model {name}")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"model {name}: one input and one output expected")
+        self.out_shape = tuple(self._run(np.zeros((1, *self.shape), np.float32)).shape[1:])
+        self._cond = threading.Condition()
+        self._queue: deque[_Request] = deque()
+        self._closed = False
+        self.users = 0
+        self.batches = 0
+        self.inputs = 0
+        self.largest = 0
+        self.waits = 0
+        self._gain = 1.0  # inputs gathered per wait (moving average)
+        self._since_probe = 0
+        self._thread = threading.Thread(target=self._work, name=f"livefx-infer-{name}", daemon=True)
+        self._thread.start()
+
+    def _check_batch(self) -> None:
+        x = np.random.default_rng(0).uniform(0, 1, (2, *self.shape)).astype(np.float32)
+        both = self._run(x)
+        one = self._run(x[1:])
+        if both.shape[0] != 2 or not np.array_equal(both[1:], one):
+            raise ModelError("a batch of 2 does not give each input's own output")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        inp, out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
+        return np.asarray(self.session.run([out], {inp: x})[0])
+
+    # -- the sessions' side ---------------------------------------------------------------------
+
+    def submit(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Run ``x`` (1, C, H, W) with the other sessions' inputs; its output lands in ``out``.
+        Blocks until it has; raises what the model raised."""
+        req = _Request(x, out)
+        with self._cond:
+            if self._closed:
+                raise BackendError(f"shared model {self.name} is closed")
+            self._queue.append(req)
+            self._cond.notify_all()
+        req.done.wait()
+        if req.error is not None:
+            raise req.error
+
+    def attach(self) -> None:
+        with self._cond:
+            self.users += 1
+
+    def detach(self) -> int:
+        with self._cond:
+            self.users -= 1
+            return self.users
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(5.0)
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def _should_wait(self) -> bool:
+        if self.wait_s <= 0 or len(self._queue) >= min(self.users, self.max_batch):
+            return False
+        if self._gain >= 0.2:
+            return True
+        self._since_probe += 1
+        if self._since_probe >= PROBE_EVERY:
+            self._since_probe = 0
+            return True
+        return False
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._closed)
+            if not self._queue:
+                return None
+            if self._should_wait():
+                had = len(self._queue)
+                deadline = time.monotonic() + self.wait_s
+                want = min(self.users, self.max_batch)
+                while len(self._queue) < want and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                self.waits += 1
+                self._gain = 0.8 * self._gain + 0.2 * (len(self._queue) - had)
+            n = min(len(self._queue), self.max_batch if self.batching else 1)
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _work(self) -> None:
+        while True:
+            reqs = self._take()
+            if reqs is None:
+                break
+            try:
+                x = reqs[0].x if len(reqs) == 1 else np.concatenate([r.x for r in reqs])
+                y = self._run(x)
+                for i, r in enumerate(reqs):
+                    r.out[...] = y[i : i + 1].reshape(r.out.shape)
+            except Exception as exc:  # every input of the batch gets the model's error
+                for r in reqs:
+                    r.error = exc
+            self.batches += 1
+            self.inputs += len(reqs)
+            self.largest = max(self.largest, len(reqs))
+            for r in reqs:
+                r.done.set()
+        with self._cond:  # closed: whoever still waits is told so
+            for r in self._queue:
+                r.error = BackendError(f"shared model {self.name} closed")
+                r.done.set()
+            self._queue.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "input": list(self.shape),
+            "batching": self.batching,
+            "sessions": self.users,
+            "batches": self.batches,
+            "inputs": self.inputs,
+            "mean_batch": round(self.inputs / self.batches, 2) if self.batches else 0.0,
+            "largest_batch": self.largest,
+            "waits": self.waits,
+        }
+
+
+class BatchedBackend:
+    """A session's view of a ``BatchRunner``: the ``InferenceBackend`` protocol."""
+
+    name = "onnxruntime (shared)"
+
+    def __init__(self, runner: BatchRunner, models: SharedModels, key: tuple[Any, ...]) -> None:
+        self.runner = runner
+        self._models = models
+        self._key = key
+        self.input = np.zeros((1, *runner.shape), np.float32)
+        self.output = np.zeros((1, *runner.out_shape), np.float32)
+        self._closed = False
+
+    def run(self) -> np.ndarray:
+        self.runner.submit(self.input, self.output)
+        return self.output
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._models.release(self._key)
+
+
+class SharedModels:
+    """The shared workers of one process, by model, input shape and threads; a worker ends
+    when its last session closes."""
+
+    def __init__(self, *, wait_ms: float = WAIT_MS, max_batch: int = MAX_BATCH) -> None:
+        self.wait_ms = wait_ms
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._runners: dict[tuple[Any, ...], BatchRunner] = {}
+
+    def backend(
+        self, model: bytes, shape: tuple[int, ...], threads: int = 1, name: str = "model"
+    ) -> BatchedBackend:
+        """A backend for one session: ``shape`` is (1, C, H, W)."""
+        if len(shape) != 4 or shape[0] != 1:
+            raise BackendError(f"shared model {name}: input shape {shape}, expected (1, C, H, W)")
+        key = (hashlib.sha256(model).hexdigest(), tuple(shape[1:]), threads)
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None:
+                runner = BatchRunner(
+                    model, shape[1:], threads=threads, max_batch=self.max_batch,
+                    wait_ms=self.wait_ms, name=f"{name} {shape[3]}×{shape[2]}",
+                )  # fmt: skip
+                self._runners[key] = runner
+            runner.attach()
+        return BatchedBackend(runner, self, key)
+
+    def release(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None or runner.detach() > 0:
+                return
+            del self._runners[key]
+        runner.close()
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for r in runners:
+            with contextlib.suppress(Exception):
+                r.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.stats() for r in self._runners.values()]
