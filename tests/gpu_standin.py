@@ -140,6 +140,9 @@ class StandIn(types.ModuleType):
     def cuEventDestroy(self, event: list[float]) -> tuple[CUresult]:
         return (CUresult.CUDA_SUCCESS,)
 
+    def cuStreamWaitEvent(self, stream: Any, event: list[float], flags: int) -> tuple[CUresult]:
+        return (CUresult.CUDA_SUCCESS,)  # what was issued before the event has run already
+
     def cuMemsetD8(self, ptr: int, value: int, n: int) -> tuple[CUresult]:
         ctypes.memset(int(ptr), value, n)
         return (CUresult.CUDA_SUCCESS,)
@@ -332,6 +335,7 @@ def main() -> int:
     failures += pipeline_frames(gpu)
     failures += gate_frames(gpu)
     failures += reconfigured_frames(gpu)
+    failures += batched_frames(gpu)
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
@@ -459,6 +463,71 @@ def reconfigured_frames(gpu: Any) -> list[str]:
     cpu_p.close()
     print(f"gan reconfigured cartoon → {mine.name}: Y PSNR {db:.1f} dB against cpu")
     return [] if db >= 35.0 else [f"reconfigured generator: {db:.1f} dB"]
+
+
+def batched_frames(gpu: Any) -> list[str]:
+    """Three sessions' cuda pipelines on threads with their segmenter on the shared GPU worker
+    (engine.gpu.batch: their inputs copied into one batch, one graph, the masks copied back)
+    against the same sessions each with the model inside its own one-graph frame: the same
+    frames, bit for bit, and the worker did batch."""
+    import threading
+
+    from engine.config import EffectConfig, ModelConfig, PipelineConfig
+    from engine.gpu.batch import SharedGpuModels
+    from engine.pipeline.cuda_pipeline import CudaPipeline
+    from engine.samples import composited_clip
+
+    effects = [EffectConfig(name="blur"), EffectConfig(name="colour"), EffectConfig(name="mask")]
+    clips = [composited_clip(320, 240, 3, noise=2.0, seed=k).frames for k in range(3)]
+    off = ModelConfig(person_model="off")
+
+    def run(models: Any) -> list[list[bytes]]:
+        pipes = [
+            CudaPipeline(
+                PipelineConfig(effect=e, model=off, backend="cuda"), gpu=gpu, models=models
+            )
+            for e in effects
+        ]
+        outs: list[list[bytes]] = [[] for _ in pipes]
+        go = threading.Barrier(len(pipes))
+
+        def one(i: int) -> None:
+            for f in clips[i]:
+                go.wait()  # the sessions' frames come together: a batch
+                o = pipes[i].process(f)
+                outs[i].append(o.y.tobytes() + o.u.tobytes() + o.v.tobytes())
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pipes))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        if models is not None and not all(p.batched for p in pipes):
+            raise AssertionError("a pipeline did not take the shared GPU worker")
+        for p in pipes:
+            p.close()
+        return outs
+
+    own = run(None)
+    models = SharedGpuModels(gpu, wait_ms=2.0)
+    stats: list[dict[str, Any]] = []
+    orig_close = models._release
+
+    def keep_stats(key: Any) -> None:  # the runner's figures before the last session ends it
+        stats[:] = models.stats() or stats
+        orig_close(key)
+
+    models._release = keep_stats  # type: ignore[method-assign]
+    shared = run(models)
+    largest = max((st["largest_batch"] for st in stats), default=0)
+    same = shared == own
+    print(f"batched on the shared GPU worker: largest batch {largest}, frames equal: {same}")
+    failures = []
+    if not same:
+        failures.append("shared GPU worker: frames differ from each session's own model")
+    if largest < 2:
+        failures.append(f"shared GPU worker did not batch: {stats}")
+    return failures
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ def test_gpu_executor_launches_replayed_by_the_host_build(net_lib) -> None:
     assert len(frames) == 12, r.stdout  # every effect; both model runtimes; a video background
     assert r.stdout.count("gate at ") == 3  # static frames and scene cuts as the cpu decides
     assert "gan reconfigured cartoon → mine.onnx" in r.stdout  # not a stale generator's graph
+    # Sessions' segmenters batched on the shared GPU worker: the frames of their own graphs.
+    assert "batched on the shared GPU worker: largest batch 3, frames equal: True" in r.stdout
 
 
 def test_gpu_benchmark_runs_through_on_the_standin(net_lib, tmp_path) -> None:

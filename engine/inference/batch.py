@@ -249,6 +249,16 @@ class SharedModels:
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._runners: dict[tuple[Any, ...], BatchRunner] = {}
+        self._gpu: Any = None  # engine.gpu.batch.SharedGpuModels, made when a GPU session asks
+
+    def gpu(self) -> Any:
+        """The GPU's shared segmenters (``engine.gpu.batch``; imports cuda-python)."""
+        with self._lock:
+            if self._gpu is None:
+                from engine.gpu.batch import SharedGpuModels
+
+                self._gpu = SharedGpuModels(wait_ms=self.wait_ms)
+            return self._gpu
 
     def backend(
         self, model: bytes, shape: tuple[int, ...], threads: int = 1, name: str = "model"
@@ -282,7 +292,13 @@ class SharedModels:
         for r in runners:
             with contextlib.suppress(Exception):
                 r.close()
+        if self._gpu is not None:
+            with contextlib.suppress(Exception):
+                self._gpu.close()
 
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [r.stats() for r in self._runners.values()]
+            out = [r.stats() for r in self._runners.values()]
+        if self._gpu is not None:
+            out += self._gpu.stats()
+        return out

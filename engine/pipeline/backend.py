@@ -186,8 +186,11 @@ def make_pipeline(
     if c.name == "cuda":
         from engine.pipeline.cuda_pipeline import CudaPipeline
 
-        p: Pipeline = CudaPipeline(config, model_runtime=c.model_runtime)
+        gpu_models = models.gpu() if models is not None and c.model_runtime == "kernels" else None
+        p: Pipeline = CudaPipeline(config, model_runtime=c.model_runtime, models=gpu_models)
         p.backend_reason = c.reason
+        if p.batched:  # type: ignore[attr-defined]
+            p.backend_reason += "; the segmenter on the shared GPU worker, batched across sessions"
     else:
         from engine.ops import fused
 

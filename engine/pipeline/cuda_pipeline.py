@@ -92,7 +92,11 @@ class CudaPipeline(Pipeline):
         model_runtime: str | None = None,
         tensorrt: bool | None = None,
         gpu: Any = None,
+        models: Any = None,
     ) -> None:
+        """``models``: the server's shared GPU segmenters (``engine.gpu.batch``): with the
+        kernels runtime, blur/replace/colour/mask run their model in a batch with the other
+        sessions' (two graphs a frame) instead of inside the frame's one graph."""
         from engine.gpu import chain as gpu_chain
         from engine.gpu import driver as cd
         from engine.gpu.module import Gpu
@@ -108,6 +112,7 @@ class CudaPipeline(Pipeline):
         self.gpu.device.make_current()
         self.stream = cd.Stream()
         self.model_runtime = model_runtime
+        self._shared = models
         self.tensorrt = model_runtime == "tensorrt"
         self.kernels = model_runtime == "kernels"
         self._run_model = False  # set by ingest: the model runs in this frame's graph
@@ -127,17 +132,37 @@ class CudaPipeline(Pipeline):
         ]
 
     @property
+    def batched(self) -> bool:
+        """The segmenter on the server's shared GPU worker (between two graphs)."""
+        return (
+            self._shared is not None
+            and self.kernels
+            and self.config.effect.name in ("blur", "replace", "colour", "mask")
+        )
+
+    @property
     def single_graph(self) -> bool:
         """The whole frame as one graph: the models on the kernels, or no model at all."""
-        return self.kernels or self.config.effect.name == "none"
+        return (self.kernels and not self.batched) or self.config.effect.name == "none"
 
     def reconfigure(self, config: PipelineConfig) -> None:
         check_gpu_effect(config)
         if config.effect.model != self.config.effect.model:
             self._close_generators()
+        batched = self.batched
         super().reconfigure(config)
+        if self.batched != batched:  # the other kind of segmenter (shared, or the frame's own)
+            self.stream.synchronize()
+            self._close_backends()
+            self._state = None
 
     def _default_backend(self, spec: ModelSpec) -> InferenceBackend:
+        if self.batched:
+            shape = (1, 3, spec.height, spec.width)
+            seg: InferenceBackend = self._shared.backend(
+                load_model(spec.name), spec.name, shape, self.stream
+            )
+            return seg
         if self.kernels:
             from engine.gpu.net import GpuSegmenter
 
@@ -179,7 +204,9 @@ class CudaPipeline(Pipeline):
             full_range=frame.full_range,
             mask_size=(spec.width, spec.height),
             model_io=model_io,
-            gate=backend.gate.ptr if self.kernels and backend is not None else None,  # type: ignore[attr-defined]
+            gate=backend.gate.ptr  # type: ignore[attr-defined]
+            if self.kernels and backend is not None and backend.gate is not None  # type: ignore[attr-defined]
+            else None,
         )
         if (
             chain.ort

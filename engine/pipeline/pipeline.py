@@ -302,6 +302,9 @@ class Pipeline:
     def close(self) -> None:
         self.effect.close()
         self._close_body()
+        self._close_backends()
+
+    def _close_backends(self) -> None:
         for backend in self._backends.values():  # a shared worker's backend lets it go
             close = getattr(backend, "close", None)
             if close is not None:

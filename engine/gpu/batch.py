@@ -1,0 +1,295 @@
+"""The shared inference worker on the GPU: one segmenter on the net kernels for every session's
+cuda pipeline, its sessions' inputs run as one batch, one graph launch per batch.
+
+A session's frame (``CudaPipeline`` with ``models``) runs as two graphs on its own stream with
+the model between them, never waiting on the host in the middle:
+
+    session stream:  [pre graph: upload … preprocess → d_input]  ● ready ──┐          ┌─ wait
+    worker stream:                          wait ready, d_input → slot i ─┴ [batch graph]
+                                             slot i → d_output ● done ─────────────────┘
+    session stream:                                     [post graph: refine … download]
+
+``GpuBatchedSegmenter.enqueue`` (the session's pool worker) records ``ready`` on the session's
+stream and hands the request to the worker thread, which gathers the requests waiting (up to
+``wait_ms`` while other sessions are still to come, never when one session uses it, as the CPU's
+``engine.inference.batch``), issues the copies and the graph of the smallest planned batch
+(1, 2, 4, 8, 16) that holds them, and records ``done``; the session's stream waits for ``done``
+before its post graph. The net kernels compute each batch item alone (``gridDim.z``), so a
+session's mask is the same, bit for bit, at any batch size (``tests/test_gpu_net.py``).
+
+The frame's gate (static frame, scene cut) is not in this path: the budget's ``infer_every`` is
+decided on the host (as with TensorRT), and a static frame's model runs in the batch anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BackendError, ModelError
+from engine.gpu import driver as cd
+from engine.gpu import memory
+from engine.gpu.module import Gpu
+
+log = logging.getLogger(__name__)
+cu = cd.cu
+
+BATCHES = (1, 2, 4, 8, 16)
+WAIT_MS = 2.0
+EVENTS = 64  # the worker's ring of batch-done events
+EVENT_DISABLE_TIMING = 2  # CU_EVENT_DISABLE_TIMING
+
+
+def _event() -> Any:
+    return cd.check(cu.cuEventCreate(EVENT_DISABLE_TIMING), "cuEventCreate")
+
+
+@dataclass
+class _Request:
+    seg: GpuBatchedSegmenter
+    taken: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class GpuBatchRunner:
+    """One segmenter at one input size on the GPU, shared by the sessions' cuda pipelines."""
+
+    def __init__(
+        self, gpu: Gpu, model: bytes, label: str, shape: tuple[int, int, int], wait_ms: float
+    ) -> None:
+        from engine.inference.net import load_net
+
+        self.gpu, self.label, self.shape = gpu, label, tuple(shape)
+        self.net = load_net(model, label)
+        c, h, w = shape
+        probe = self.net.plan((1, c, h, w))
+        if probe.shapes[probe.outputs[0]] != (1, 1, h, w):
+            raise ModelError(f"{label}: mask {probe.shapes[probe.outputs[0]]} is not {w}×{h}")
+        self.in_bytes, self.out_bytes = 4 * c * h * w, 4 * h * w
+        self.wait_s = max(0.0, min(wait_ms, WAIT_MS)) / 1e3
+        gpu.device.make_current()
+        self.stream = cd.Stream()
+        self._events = [_event() for _ in range(EVENTS)]
+        self._nets: dict[int, Any] = {}  # batch → DeviceNet
+        self._graphs: dict[int, Any] = {}  # batch → instantiated graph
+        self._cond = threading.Condition()
+        self._queue: deque[_Request] = deque()
+        self._closed = False
+        self.users = 0
+        self.batches = 0
+        self.inputs = 0
+        self.largest = 0
+        self._thread = threading.Thread(target=self._work, name=f"livefx-gpu-{label}", daemon=True)
+        self._thread.start()
+
+    def _graph(self, batch: int) -> tuple[Any, Any]:
+        """The DeviceNet planned for ``batch`` and its launches as one graph (made once)."""
+        if batch not in self._nets:
+            from engine.gpu.net import DeviceNet
+
+            c, h, w = self.shape
+            net = DeviceNet(self.gpu, self.net.plan((batch, c, h, w)))
+            self._nets[batch] = net
+            self._graphs[batch] = memory.capture(self.stream, net.ops(self.stream))
+        return self._nets[batch], self._graphs[batch]
+
+    def submit(self, seg: GpuBatchedSegmenter) -> None:
+        """Queue ``seg``'s input (its ``ready`` event recorded); returns once the worker has
+        issued its batch (``seg.done`` then follows it on the device)."""
+        req = _Request(seg)
+        with self._cond:
+            if self._closed:
+                raise BackendError(f"shared GPU model {self.label} is closed")
+            self._queue.append(req)
+            self._cond.notify_all()
+        req.taken.wait()
+        if req.error is not None:
+            raise req.error
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._closed)
+            if not self._queue:
+                return None
+            want = min(self.users, BATCHES[-1])
+            deadline = time.monotonic() + self.wait_s
+            while len(self._queue) < want and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            n = min(len(self._queue), BATCHES[-1])
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _issue(self, reqs: list[_Request]) -> None:
+        batch = next(b for b in BATCHES if b >= len(reqs))
+        net, exe = self._graph(batch)
+        s = self.stream.handle
+        d_in, d_out = net.ptr(net.plan.input), net.ptr(net.plan.outputs[0])
+        for i, r in enumerate(reqs):
+            cd.check(cu.cuStreamWaitEvent(s, r.seg.ready, 0), "cuStreamWaitEvent")
+            cd.check(
+                cu.cuMemcpyDtoDAsync(d_in + i * self.in_bytes, r.seg.d_input, self.in_bytes, s),
+                "cuMemcpyDtoDAsync",
+            )
+        memory.launch_graph(exe, self.stream, f"{self.label} batch {batch}")
+        for i, r in enumerate(reqs):
+            cd.check(
+                cu.cuMemcpyDtoDAsync(r.seg.d_output, d_out + i * self.out_bytes, self.out_bytes, s),
+                "cuMemcpyDtoDAsync",
+            )
+        # A ring of events: a session waits on its batch's (a re-record is of a later batch on
+        # the same stream, so a late wait is never too early).
+        done = self._events[self.batches % len(self._events)]
+        cd.check(cu.cuEventRecord(done, s), "cuEventRecord")
+        for r in reqs:
+            r.seg.done = done
+
+    def _work(self) -> None:
+        self.gpu.device.make_current()
+        while True:
+            reqs = self._take()
+            if reqs is None:
+                break
+            try:
+                self._issue(reqs)
+            except Exception as exc:  # every session of the batch gets the error
+                for r in reqs:
+                    r.error = exc
+            self.batches += 1
+            self.inputs += len(reqs)
+            self.largest = max(self.largest, len(reqs))
+            for r in reqs:
+                r.taken.set()
+        with self._cond:
+            for r in self._queue:
+                r.error = BackendError(f"shared GPU model {self.label} closed")
+                r.taken.set()
+            self._queue.clear()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(5.0)
+        self.stream.synchronize()
+        memory.destroy_graphs(self._graphs)
+        for net in self._nets.values():
+            net.close()
+        self._nets.clear()
+        for ev in self._events:
+            cu.cuEventDestroy(ev)
+        self.stream.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "model": self.label,
+            "input": list(self.shape),
+            "device": "cuda",
+            "batching": True,
+            "sessions": self.users,
+            "batches": self.batches,
+            "inputs": self.inputs,
+            "mean_batch": round(self.inputs / self.batches, 2) if self.batches else 0.0,
+            "largest_batch": self.largest,
+        }
+
+
+class GpuBatchedSegmenter:
+    """A session's side of a ``GpuBatchRunner``: its model input and mask on the device (the
+    frame chain writes ``d_input``, reads ``d_output``) and ``enqueue()`` between its two graphs
+    (the ``model_io`` contract of the TensorRT backend). ``run()`` (tools, tests): the host's
+    ``input`` through the batch, ``output`` back."""
+
+    name = "kernels (shared, batched)"
+
+    def __init__(self, runner: GpuBatchRunner, stream: cd.Stream, release: Any) -> None:
+        c, h, w = runner.shape
+        self.runner, self.stream, self._release = runner, stream, release
+        self._in, self._out = cd.DeviceBuffer(runner.in_bytes), cd.DeviceBuffer(runner.out_bytes)
+        self.d_input, self.d_output = self._in.ptr, self._out.ptr
+        self.ready = _event()
+        self.done: Any = None  # the event of the batch that took the last input
+        self.input = np.zeros((1, c, h, w), np.float32)
+        self.output = np.zeros((1, 1, h, w), np.float32)
+        self.gate = None  # no device gate on this path
+
+    def enqueue(self) -> None:
+        s = self.stream.handle
+        cd.check(cu.cuEventRecord(self.ready, s), "cuEventRecord")
+        self.runner.submit(self)
+        cd.check(cu.cuStreamWaitEvent(s, self.done, 0), "cuStreamWaitEvent")
+
+    def run(self) -> np.ndarray:
+        a = np.ascontiguousarray(self.input, np.float32)
+        cd.check(cu.cuMemcpyHtoD(self.d_input, a.ctypes.data, a.nbytes), "cuMemcpyHtoD")
+        self.enqueue()
+        self.stream.synchronize()
+        cd.check(cu.cuMemcpyDtoH(self.output.ctypes.data, self.d_output, self.output.nbytes),
+                 "cuMemcpyDtoH")  # fmt: skip
+        return self.output
+
+    def close(self) -> None:
+        if self._in.handle is None:
+            return
+        self.stream.synchronize()
+        self._in.close()
+        self._out.close()
+        cu.cuEventDestroy(self.ready)
+        self._release()
+
+
+class SharedGpuModels:
+    """The GPU's shared segmenters, by model and input size; a runner ends with its last
+    session."""
+
+    def __init__(self, gpu: Gpu | None = None, *, wait_ms: float = WAIT_MS) -> None:
+        self.gpu = gpu
+        self.wait_ms = wait_ms
+        self._lock = threading.Lock()
+        self._runners: dict[tuple[str, tuple[int, ...]], GpuBatchRunner] = {}
+
+    def backend(
+        self, model: bytes, label: str, shape: tuple[int, ...], stream: cd.Stream
+    ) -> GpuBatchedSegmenter:
+        import hashlib
+
+        if len(shape) != 4 or shape[0] != 1:
+            raise BackendError(f"shared GPU model {label}: input {shape}, expected (1, C, H, W)")
+        key = (hashlib.sha256(model).hexdigest(), tuple(shape[1:]))
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None:
+                gpu = self.gpu or Gpu.shared()
+                c, h, w = shape[1:]
+                runner = GpuBatchRunner(gpu, model, label, (c, h, w), self.wait_ms)
+                self._runners[key] = runner
+            runner.users += 1
+        return GpuBatchedSegmenter(runner, stream, lambda: self._release(key))
+
+    def _release(self, key: tuple[str, tuple[int, ...]]) -> None:
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None:
+                return
+            runner.users -= 1
+            if runner.users > 0:
+                return
+            del self._runners[key]
+        runner.close()
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for r in runners:
+            r.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.stats() for r in self._runners.values()]
