@@ -233,6 +233,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
+    from engine.bench.load import parse_ramp
     from engine.bench.run import BenchConfig, Target, run
     from engine.errors import ConfigError
 
@@ -259,9 +260,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if len(loss) != 1:
         raise ConfigError(f"loss: {args.loss!r} is not a share (0.05) or a percentage (5%)")
     share = loss[0] / 100 if loss_text.endswith("%") else loss[0]
+    ramp = parse_ramp(args.sessions)
+    sample = None
+    if args.sample is not None:
+        text = args.sample.strip()
+        try:
+            sample = int(text.split("/", 1)[1] if text.startswith("1/") else text)
+        except (ValueError, IndexError):
+            raise ConfigError(f"sample: {args.sample!r} is not 1/K") from None
     config = BenchConfig(
         targets=targets,
-        sessions=numbers(args.sessions, "sessions", int),
+        sessions=[1] if ramp else numbers(args.sessions, "sessions", int),
+        ramp=ramp,
+        pre_encoded=args.pre_encoded,
+        sample=sample,
         width=size[0],
         height=size[1],
         fps=args.fps,
@@ -474,7 +486,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("urls", nargs="*", metavar="URL", help="offer endpoints (application/sdp)")
     p.add_argument("--whip", default=None, help="publish to this WHIP endpoint …")
     p.add_argument("--whep", default=None, help="… and play from this WHEP endpoint")
-    p.add_argument("--sessions", default="1", help="concurrent sessions, or a sweep: 1,2,4,8")
+    p.add_argument(
+        "--sessions",
+        default="1",
+        help="concurrent sessions, a sweep (1,2,4,8), or a ramp to the knee: ramp, ramp:1..64",
+    )
+    p.add_argument(
+        "--pre-encoded",
+        dest="pre_encoded",
+        action="store_true",
+        default=None,
+        help="send packets encoded once before the run (default for N > 1, sweeps and ramps)",
+    )
+    p.add_argument(
+        "--live-encode",
+        dest="pre_encoded",
+        action="store_false",
+        help="encode every frame of every session in the client (default for N = 1)",
+    )
+    p.add_argument(
+        "--sample",
+        default=None,
+        metavar="1/K",
+        help="read the code of one received frame in K (default: all up to 240 frames/s in "
+        "all, fewer above; every frame is counted)",
+    )
     p.add_argument("--size", default="640x480", help="WxH of the frames sent (default 640x480)")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seconds", type=float, default=10.0, help="measured per run (default 10)")

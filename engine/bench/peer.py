@@ -40,6 +40,7 @@ from yarl import URL
 
 from engine.bench import code
 from engine.bench.impair import Impairment
+from engine.bench.preencode import EncodedLoop, PacketCamera
 from engine.errors import EndpointError
 from engine.frame import FrameBuffer
 from engine.media import frame_to_av, luma_view
@@ -74,6 +75,7 @@ class Measurement:
     sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
     connected_at: float | None = None
     condition: str | None = None  # e.g. "no media", "connection failed"
+    sample: int = 1  # the code of one received frame in ``sample`` is read
 
     def add(self, number: int | None, now: float, size: tuple[int, int]) -> None:
         self.arrivals.append(now)
@@ -87,12 +89,26 @@ class Measurement:
             return
         self.records.append(Record(number, sent, now))
 
-    def summary(self, start: float, end: float, sent_size: tuple[int, int]) -> dict[str, Any]:
-        """Figures over frames sent in [start, end] (and what arrived until ``end`` + grace)."""
+    def arrived(self, now: float, size: tuple[int, int]) -> None:
+        """A received frame whose code was not read (``sample`` > 1): counted, not matched."""
+        self.arrivals.append(now)
+        self.sizes[size] += 1
+
+    def summary(
+        self, start: float, end: float, sent_size: tuple[int, int], grace: float = 1.0
+    ) -> dict[str, Any]:
+        """Figures over frames sent in [start, end] (and what arrived until ``end`` + grace).
+
+        ``dropped`` counts frames, not codes (every received frame counts, read or not): the
+        frames sent in the window less those received in the same window moved on by the
+        median round trip (at most ``grace``)."""
         sent = [n for n, t in self.sent.items() if start <= t <= end]
         window = [r for r in self.records if start <= r.sent <= end]
         rtts = [(r.received - r.sent) * 1000.0 for r in window]
         arrivals = [t for t in self.arrivals if start <= t <= end]
+        shift = min(float(np.median(rtts)) / 1000.0, grace) if rtts else 0.0
+        back = sum(1 for t in self.arrivals if start + shift <= t <= end + shift)
+        dropped = max(len(sent) - back, 0)
         gaps = np.diff(arrivals) * 1000.0 if len(arrivals) > 1 else np.array([])
         seconds = max(end - start, 1e-6)
         resized = [f"{w}x{h}" for (w, h) in self.sizes if (w, h) != sent_size]
@@ -103,6 +119,9 @@ class Measurement:
             "unreadable": sum(1 for t in self.unreadable if start <= t <= end),
             "duplicates": self.duplicates,
             "matched_share": round(len(window) / len(sent), 4) if sent else 0.0,
+            "sample": self.sample,
+            "dropped": dropped,
+            "dropped_share": round(dropped / len(sent), 4) if sent else 0.0,
             "rtt_ms": percentiles(rtts),
             "longest_freeze_ms": round(float(gaps.max()), 1) if gaps.size else None,
             "fps_in": round(len(sent) / seconds, 1),
@@ -324,17 +343,21 @@ async def post_offer(
 
 
 async def post_offer_patiently(
-    http: aiohttp.ClientSession, url: str, sdp: str, token: str | None
+    http: aiohttp.ClientSession,
+    url: str,
+    sdp: str,
+    token: str | None,
+    statuses: tuple[int, ...] = (429, 503),
 ) -> tuple[str, str | None]:
-    """``post_offer``, asked again when the server says when to come back (429 or 503 with
-    ``Retry-After``), as a well-behaved client does, within ``RETRY_BUDGET_S``."""
+    """``post_offer``, asked again when the server says when to come back (``statuses``, 429
+    or 503 with ``Retry-After``), as a well-behaved client does, within ``RETRY_BUDGET_S``."""
     deadline = time.perf_counter() + RETRY_BUDGET_S
     while True:
         try:
             return await asyncio.wait_for(post_offer(http, url, sdp, token), HTTP_TIMEOUT_S)
         except EndpointError as exc:
             wait = getattr(exc, "retry_after", None)
-            if getattr(exc, "status", None) not in (429, 503) or wait is None:
+            if getattr(exc, "status", None) not in statuses or wait is None:
                 raise
             if time.perf_counter() + wait > deadline:
                 raise
@@ -370,6 +393,8 @@ class SessionConfig:
     codec: str = "vp8"
     token: str | None = None
     impairment: Impairment | None = None
+    sample: int = 1  # read the code of one received frame in this many
+    patient: bool = True  # wait out a 429/503 Retry-After (a load ramp takes 503 as "full")
 
 
 class BenchSession:
@@ -381,13 +406,20 @@ class BenchSession:
         frames: list[FrameBuffer],
         layout: code.Layout,
         http: aiohttp.ClientSession,
+        loop: EncodedLoop | None = None,
     ) -> None:
         self.config = config
         self.layout = layout
         self.http = http
-        self.measurement = Measurement()
-        self.camera = CodedCamera(frames, config.fps, layout, self.measurement.sent)
+        self.measurement = Measurement(sample=max(1, config.sample))
+        self.loop = loop
+        self.camera: CodedCamera | PacketCamera = (
+            CodedCamera(frames, config.fps, layout, self.measurement.sent)
+            if loop is None
+            else PacketCamera(loop, config.fps, self.measurement.sent)
+        )
         self.sent_size = (frames[0].width, frames[0].height)
+        self.received = 0
         self.pcs: list[RTCPeerConnection] = []
         self.locations: list[str | None] = []
         self.session_ids: list[str] = []
@@ -419,9 +451,13 @@ class BenchSession:
         await pc.setLocalDescription(await pc.createOffer())
         if self.config.impairment is not None:
             self.config.impairment.apply(pc)
-        answer, location = await post_offer_patiently(
-            self.http, url, pc.localDescription.sdp, self.config.token
-        )
+        sdp = pc.localDescription.sdp
+        if self.config.patient:
+            answer, location = await post_offer_patiently(self.http, url, sdp, self.config.token)
+        else:
+            answer, location = await post_offer_patiently(
+                self.http, url, sdp, self.config.token, statuses=(429,)
+            )
         self.locations.append(location)
         if location:
             self.session_ids.append(location.rstrip("/").rsplit("/", 1)[-1])
@@ -438,13 +474,21 @@ class BenchSession:
 
     async def _receive(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            m = self.measurement
             while True:
                 frame = await track.recv()
                 now = time.perf_counter()
                 assert isinstance(frame, av.VideoFrame)
-                self.measurement.add(
-                    read_frame(frame, self.layout), now, (frame.width, frame.height)
-                )
+                size = (frame.width, frame.height)
+                self.received += 1
+                if (self.received - 1) % m.sample:
+                    m.arrived(now, size)  # counted; its code left unread
+                    continue
+                number = read_frame(frame, self.layout)
+                if number is not None and self.loop is not None:
+                    assert isinstance(self.camera, PacketCamera)
+                    number = self.loop.resolve(number, self.camera.latest)
+                m.add(number, now, size)
 
     async def start(self) -> None:
         c = self.config

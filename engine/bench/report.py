@@ -6,7 +6,9 @@
   ``/stats``), client decode, the client's jitter buffer, and the rest (network, the server's
   decode/encode and transport);
 - ``scaling.png`` (a sweep, ``--sessions 1,2,4,8``): round trip and the share of frames that came
-  back against the number of sessions.
+  back against the number of sessions;
+- ``load.png`` (a ramp, ``--sessions ramp``): fps out, frames not back, round trip, the server's
+  CPU and GPU time per frame against the number of sessions, the knee marked.
 
 report.html embeds them (base64) with the tables, the configuration and the machine, so it can be
 mailed or attached as one file.
@@ -91,6 +93,10 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
             )
         )
 
+    if result.get("load"):
+        from engine.bench.load import plot
+
+        written.append(plot(result, out))
     counts = sorted({r["sessions"] for r in runs})
     if len(counts) > 1:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), dpi=110, sharex=True)
@@ -100,7 +106,7 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
             short = target if len(target) <= 50 else "…" + target[-49:]
             top.plot(n, [r["rtt_ms"]["median"] for r in mine], "o-", label=f"{short} median")
             top.plot(n, [r["rtt_ms"]["p95"] for r in mine], "o--", label=f"{short} p95")
-            bottom.plot(n, [100 * (1 - r["matched_share"]) for r in mine], "o-", label=short)
+            bottom.plot(n, [100 * r["dropped_share"] for r in mine], "o-", label=short)
         top.set_ylabel("round trip (ms)")
         p95s = [r["rtt_ms"]["p95"] for r in runs if r["rtt_ms"]["p95"]]
         if p95s and max(p95s) > 20 * min(p95s):
@@ -108,7 +114,7 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
         top.set_title("Scaling with concurrent sessions")
         top.grid(alpha=0.3)
         top.legend(fontsize=7)
-        bottom.set_ylabel("frames not back (%)")
+        bottom.set_ylabel("frames not back (%, counted)")
         bottom.set_xlabel("concurrent sessions")
         bottom.set_xticks(counts)
         bottom.grid(alpha=0.3)
@@ -167,6 +173,11 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{p.name}</figcaption></figure>'
         for p in plots
     )
+    load_table = ""
+    if result.get("load"):
+        from engine.bench.load import table as load_text
+
+        load_table = f"<h2>Load ramp</h2><pre>{html.escape(load_text(result))}</pre>"
     split_table = (
         "<h2>Median split (LiveFX servers)</h2><table>"
         + _row(["target", "sessions", "client encode", "server stages", "client decode",
@@ -194,6 +205,7 @@ Round trip: from the moment a frame is handed to the client's sender to the mome
 out of the client's receiver, matched by the number written into its picture.
 Client floor (its own encode + decode, both ways):
 {floor["floor_ms"]} ms (encode {floor["encode_ms"]}, decode {floor["decode_ms"]}).</p>
+{load_table}
 <table>{"".join(rows)}</table>
 {split_table}
 {images}

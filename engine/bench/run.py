@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -28,6 +29,7 @@ import aiohttp
 from engine import __version__
 from engine.bench import code, peer
 from engine.bench.impair import Impairment
+from engine.bench.preencode import EncodedLoop, encode_loop
 from engine.errors import ConfigError, EndpointError, InputError
 from engine.frame import FrameBuffer
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 ROUND_S = 5.0  # interleaving slice per target
 GRACE_S = 1.0  # after a window, for frames still in flight
 STATS_EVERY_S = 1.0
+CODES_PER_S = 240  # codes read per second in all, by default (0.1 ms each on one core)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class BenchConfig:
     jitter_buffer: str = "standard"
     browser: bool = False
     token: str | None = None
+    pre_encoded: bool | None = None  # None: for load (a sweep, a ramp, N > 1), not for N = 1
+    sample: int | None = None  # read one code in this many received frames; None: by load
+    ramp: tuple[int, int] | None = None  # ramp N through RAMP_COUNTS within these bounds
+    drop_limit: float = 0.02  # a ramp stops past this share of frames not back …
+    p95_factor: float = 2.0  # … or a round trip p95 above this × the first step's
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -101,6 +109,35 @@ class BenchConfig:
             raise ConfigError(
                 f"client jitter buffer: {self.jitter_buffer!r} is not standard or marker"
             )
+        if self.sample is not None and not 1 <= self.sample <= 100:
+            raise ConfigError(f"sample: 1/{self.sample} is outside 1/1 … 1/100")
+        if self.pre_encoded and self.browser:
+            raise ConfigError("pre-encoded: the browser sends its own camera (use --live-encode)")
+        if self.ramp is not None:
+            lo, hi = self.ramp
+            if not 1 <= lo <= hi <= 64:
+                raise ConfigError(f"sessions: ramp:{lo}..{hi} is outside 1 … 64")
+            if len(self.targets) != 1 or self.targets[0].url is None or self.browser:
+                raise ConfigError("sessions: a ramp runs against one offer URL (no WHIP, browser)")
+        if not 0 < self.drop_limit < 1:
+            raise ConfigError(f"drop limit: {self.drop_limit} is outside (0, 1)")
+        if not self.p95_factor > 1:
+            raise ConfigError(f"p95 factor: {self.p95_factor} must be above 1")
+
+    @property
+    def uses_pre_encoded(self) -> bool:
+        """Pre-encoded packets unless asked otherwise, for load: a ramp, a sweep, N > 1."""
+        if self.pre_encoded is not None:
+            return self.pre_encoded
+        return not self.browser and (self.ramp is not None or max(self.sessions) > 1)
+
+    def sample_for(self, n: int) -> int:
+        """Read the code of one received frame in this many: ``--sample``, or by load: every
+        frame up to ``CODES_PER_S`` frames a second in all (8 sessions at 30 fps), one in k
+        above (1/4 at 32 sessions at 30 fps)."""
+        if self.sample is not None:
+            return self.sample
+        return max(1, math.ceil(n * self.fps / CODES_PER_S))
 
     def impairment(self, index: int) -> Impairment | None:
         imp = Impairment(
@@ -218,6 +255,8 @@ class StatsPoller:
         self.settings: dict[str, Any] | None = None
         self.quality: list[str] = []
         self.errors: list[str] = []
+        self.gpu_ms: list[float] = []
+        self.process: list[tuple[float, float, int]] = []  # (our clock, server CPU s, cores)
 
     async def poll(self, ids: list[str]) -> None:
         with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
@@ -225,6 +264,10 @@ class StatsPoller:
                 if r.status != 200:
                     return
                 stats = await r.json(content_type=None)
+            proc = stats.get("process")
+            if isinstance(proc, dict) and isinstance(proc.get("cpu_s"), (int, float)):
+                cores = int(proc.get("cores") or os.cpu_count() or 1)
+                self.process.append((time.perf_counter(), float(proc["cpu_s"]), cores))
             for s in stats.get("sessions", []):
                 if s.get("session") not in ids or s.get("kind") == "play":
                     continue  # a WHEP player runs no pipeline: its publisher's figures count
@@ -232,17 +275,49 @@ class StatsPoller:
                     if isinstance(v, dict) and v.get("median_ms") is not None:
                         self.stages.setdefault(stage, []).append(float(v["median_ms"]))
                 self.settings = s.get("settings") or self.settings
+                gpu = _gpu_ms(s)
+                if gpu is not None:
+                    self.gpu_ms.append(gpu)
                 if s.get("quality"):
                     self.quality.append(str(s["quality"]))
                 self.errors.extend(str(e) for e in s.get("errors") or [])
 
+    def cpu(self) -> dict[str, float] | None:
+        """The server process's CPU between the first and the last reading: % of one core and
+        % of all its cores (None without two readings, or for a server that gives none)."""
+        if len(self.process) < 2:
+            return None
+        (t0, c0, cores), (t1, c1, _) = self.process[0], self.process[-1]
+        if t1 - t0 < 0.2:
+            return None
+        one = 100.0 * (c1 - c0) / (t1 - t0)
+        return {"one_core_pct": round(one, 1), "all_cores_pct": round(one / cores, 1),
+                "cores": cores}  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         return {
+            "gpu_ms": round(statistics.median(self.gpu_ms), 3) if self.gpu_ms else None,
+            "cpu": self.cpu(),
             "stages_ms": {k: round(statistics.median(v), 3) for k, v in self.stages.items()},
             "settings": self.settings,
             "quality": max(set(self.quality), key=self.quality.count) if self.quality else None,
             "errors": sorted(set(self.errors))[:5],
         }
+
+
+def _gpu_ms(session: dict[str, Any]) -> float | None:
+    """GPU time per frame of one session in /stats: its own ``gpu_ms`` when the server gives
+    one, else the pipeline's total on the cuda backend (the frame's stages run on the GPU and
+    the worker waits for them), else None."""
+    value = session.get("gpu_ms")
+    if isinstance(value, (int, float)):
+        return float(value)
+    settings = session.get("settings") or {}
+    total = (session.get("stages") or {}).get("total")
+    if settings.get("backend") == "cuda" and isinstance(total, dict):
+        median = total.get("median_ms")
+        return float(median) if isinstance(median, (int, float)) else None
+    return None
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -258,16 +333,21 @@ async def measure(
     http: aiohttp.ClientSession,
     livefx: bool,
     progress: Progress,
+    loop: EncodedLoop | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
     """N concurrent sessions against one target for ``warmup`` + ``seconds``: each session's
-    figures, the server's (LiveFX only) and the client's own codec times."""
-    base = peer.SessionConfig(fps=config.fps, codec=config.codec, token=config.token)
+    figures, the server's (LiveFX only) and the client's own codec times. With ``loop``, the
+    sessions send its packets (no encoder in this client)."""
+    base = peer.SessionConfig(
+        fps=config.fps, codec=config.codec, token=config.token, sample=config.sample_for(n)
+    )
     sessions = [
         peer.BenchSession(
-            replace(target.session(base), impairment=config.impairment(i)), frames, layout, http
+            replace(target.session(base), impairment=config.impairment(i)), frames, layout, http,
+            loop,
         )
         for i in range(n)
-    ]
+    ]  # fmt: skip
     poller = StatsPoller(http, target.origin, config.token) if livefx else None
     peer.codec_times.reset(layout, trace=n == 1)
     client: dict[str, Any] = {}
@@ -288,7 +368,7 @@ async def measure(
             measured = min(max(time.perf_counter() - start, 0.0), seconds)
             progress.advance(measured - done)
             done = measured
-        summaries = [s.measurement.summary(start, end, s.sent_size) for s in sessions]
+        summaries = [s.measurement.summary(start, end, s.sent_size, GRACE_S) for s in sessions]
         for s, summary in zip(sessions, summaries, strict=True):
             if summary["received"] == 0 and summary["condition"] is None:
                 summary["condition"] = "no media came back"
@@ -307,6 +387,7 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     freeze = [s["longest_freeze_ms"] for s in summaries if s["longest_freeze_ms"] is not None]
     sent = sum(s["sent"] for s in summaries)
     matched = sum(s["matched"] for s in summaries)
+    dropped = sum(s.get("dropped", 0) for s in summaries)
     conditions = sorted({s["condition"] for s in summaries if s["condition"]})
     return {
         "sent": sent,
@@ -314,6 +395,9 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "matched": matched,
         "unreadable": sum(s["unreadable"] for s in summaries),
         "matched_share": round(matched / sent, 4) if sent else 0.0,
+        "sample": max((s.get("sample", 1) for s in summaries), default=1),
+        "dropped": dropped,
+        "dropped_share": round(dropped / sent, 4) if sent else 0.0,
         "rtt_ms": peer.percentiles(rtts),
         "longest_freeze_ms": max(freeze) if freeze else None,
         "fps_out": round(statistics.mean(s["fps_out"] for s in summaries), 1) if summaries else 0.0,
@@ -406,6 +490,9 @@ async def bench(config: BenchConfig, progress_bar: bool = True) -> dict[str, Any
     rtc.install_encoders(None)  # aiortc's own encoders: a plain client
     peer.codec_times.install()
     floor = codec_floor(config, frames)
+    loop = (
+        encode_loop(frames, layout, config.fps, config.codec) if config.uses_pre_encoded else None
+    )
     rounds = 1 if len(config.targets) == 1 else max(1, round(config.seconds / ROUND_S))
     slice_s = config.seconds / rounds
     timeout = aiohttp.ClientTimeout(total=peer.HTTP_TIMEOUT_S)
@@ -439,7 +526,7 @@ async def bench(config: BenchConfig, progress_bar: bool = True) -> dict[str, Any
                         else:
                             summaries, srv, codecs = await measure(
                                 config, target, n, slice_s, frames, layout, http, livefx,
-                                progress,
+                                progress, loop,
                             )  # fmt: skip
                         collected[target.label].extend(summaries)
                         client_runs[target.label].append(codecs)
@@ -474,20 +561,40 @@ async def bench(config: BenchConfig, progress_bar: bool = True) -> dict[str, Any
         "config": _config_json(config, layout, rounds),
         "server": servers,
         "floor": floor,
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "livefx": __version__,
-        },
+        "pre_encoded": _loop_json(loop),
+        "machine": machine_json(),
     }
     return result
+
+
+def machine_json() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "livefx": __version__,
+    }
+
+
+def _loop_json(loop: EncodedLoop | None) -> dict[str, Any] | None:
+    if loop is None:
+        return None
+    return {
+        "codec": loop.codec,
+        "frames": loop.length,
+        "seconds": round(loop.length / loop.fps, 2),
+        "keyframes": sum(loop.keyframes),
+        "mbit_s": round(loop.bytes_per_second * 8 / 1e6, 2),
+        "encode_s": round(loop.encode_s, 2),
+    }
 
 
 def _merge_server(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not runs:
         return None
+    gpu = [r["gpu_ms"] for r in runs if r.get("gpu_ms") is not None]
+    cpu = [r["cpu"] for r in runs if r.get("cpu")]
     stages: dict[str, list[float]] = {}
     for r in runs:
         for k, v in r["stages_ms"].items():
@@ -497,6 +604,8 @@ def _merge_server(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
         "settings": next((r["settings"] for r in reversed(runs) if r["settings"]), None),
         "quality": runs[-1]["quality"],
         "errors": sorted({e for r in runs for e in r["errors"]})[:5],
+        "gpu_ms": round(statistics.median(gpu), 3) if gpu else None,
+        "cpu": cpu[-1] if cpu else None,
     }
 
 
@@ -509,6 +618,8 @@ def _config_json(config: BenchConfig, layout: code.Layout, rounds: int) -> dict[
     out["rounds"] = rounds
     out["code"] = layout.as_dict()
     out["client"] = "headless Chromium" if config.browser else "aiortc"
+    out["pre_encoded"] = config.uses_pre_encoded
+    out["sample"] = config.sample if config.sample is not None else "auto"
     return out
 
 
@@ -539,8 +650,14 @@ class Progress:
 def table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     floor = result["floor"]
+    loop = result.get("pre_encoded")
+    sending = (
+        f"pre-encoded {loop['codec']} loop of {loop['frames']} frames ({loop['mbit_s']} Mbit/s)"
+        if loop
+        else f"{cfg['codec']} encoded by the client"
+    )
     lines = [
-        f"livefx bench: {cfg['size']} at {cfg['fps']:g} fps, {cfg['codec']}, "
+        f"livefx bench: {cfg['size']} at {cfg['fps']:g} fps, {sending}, "
         f"{cfg['seconds']:g} s per run after {cfg['warmup']:g} s, client {cfg['client']} "
         f"({cfg['jitter_buffer']} jitter buffer)",
         f"client codecs alone: encode {floor['encode_ms']} + decode {floor['decode_ms']} ms, "
@@ -577,6 +694,11 @@ def table(result: dict[str, Any]) -> str:
             notes.append("came back at " + ", ".join(r["resized"]))
         if r["unreadable"]:
             notes.append(f"{r['unreadable']} frames without a readable code")
+        if r.get("sample", 1) > 1:
+            notes.append(
+                f"codes read on 1 received frame in {r['sample']}; "
+                f"{100 * r['dropped_share']:.1f} % of frames not back (counted)"
+            )
         if notes:
             lines.append(f"  {'':<44}    " + "; ".join(notes))
         d = r["decomposition"]
@@ -600,6 +722,10 @@ def table(result: dict[str, Any]) -> str:
 
 
 def run(config: BenchConfig, as_json: bool, report_dir: str | None) -> int:
+    if config.ramp is not None:
+        from engine.bench import load
+
+        return load.run(config, as_json, report_dir)
     result = asyncio.run(bench(config, progress_bar=not as_json))
     if report_dir is not None:
         from engine.bench.report import write_report

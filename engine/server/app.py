@@ -412,6 +412,14 @@ class LiveFXServer:
                 "sessions": [await self.session_stats(s) for s in list(self.sessions.values())],
                 "streams": [s.stats() for s in self.streams.values()],
                 "ended": list(self.ended),
+                # This process's CPU seconds (all its threads) and the cores it may use: load
+                # generators turn two readings into CPU % per step (docs/bench.md, "Load").
+                "process": {
+                    "cpu_s": round(time.process_time(), 3),
+                    "cores": len(os.sched_getaffinity(0))
+                    if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count(),
+                },
             }
         )
 
