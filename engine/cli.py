@@ -316,6 +316,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             vp8_cpu_used=args.vp8_cpu_used,
             x264_preset=args.x264_preset,
             keyframe_interval=args.keyframe_interval,
+            hw_codecs=args.hw_codecs,
         ),
         pipeline=_pipeline_config(args),
         mode=args.mode,
@@ -345,6 +346,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.pipeline.backend, config.pipeline.effect.name, runtime=config.pipeline.model_runtime
     )
     print(f"livefx: {choice.describe()}", file=sys.stderr)
+    if config.mode == "livefx":  # (bare-echo: aiortc's own codecs)
+        from engine.server.rtc import hwcodec
+
+        for line in hwcodec.choose(config.encoder.hw_codecs).lines():
+            print(f"livefx: codec {line}", file=sys.stderr)
     if not is_loopback_host(config.host) and config.cert is None:
         print(
             f"livefx: warning: http://{config.host} is not a secure context: browsers on other "
@@ -434,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vp8-cpu-used", type=int, default=d_enc.vp8_cpu_used)
     p.add_argument("--x264-preset", default=d_enc.x264_preset)
     p.add_argument("--keyframe-interval", type=int, default=d_enc.keyframe_interval)
+    p.add_argument(
+        "--hw-codecs",
+        default=d_enc.hw_codecs,
+        help="auto: NVENC H.264 encode and NVDEC decode where they open (the reason is logged "
+        "and in /stats), x264/libvpx otherwise; off: software only",
+    )
     p.add_argument(
         "--whep-bitrate",
         type=int,

@@ -210,6 +210,7 @@ class EncoderConfig:
     vp8_cpu_used: int = -6  # libvpx speed, −16 … 16 (negative: adaptive to the deadline)
     x264_preset: str = "superfast"
     keyframe_interval: int = 90  # frames between keyframes (3 s at 30 fps)
+    hw_codecs: str = "auto"  # NVENC/NVDEC where they open (engine/server/rtc/hwcodec.py), or off
 
     def __post_init__(self) -> None:
         if isinstance(self.vp8_cpu_used, bool) or not isinstance(self.vp8_cpu_used, int):
@@ -219,11 +220,13 @@ class EncoderConfig:
         if isinstance(self.keyframe_interval, bool) or not isinstance(self.keyframe_interval, int):
             raise ConfigError(f"keyframe_interval: {self.keyframe_interval!r} is not an integer")
         _check_range("keyframe_interval", self.keyframe_interval, 1, 10_000)
+        _check_choice("hw_codecs", self.hw_codecs, HW_CODECS)
 
 
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )  # fmt: skip
+HW_CODECS = ("auto", "off")
 SERVER_MODES = ("livefx", "bare-echo")
 ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
 

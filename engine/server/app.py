@@ -394,6 +394,7 @@ class LiveFXServer:
             "streams": len(self.streams),
             "max_sessions": self.config.max_sessions,
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "codecs": rtc.hwcodec.summary(),  # e.g. {"h264_encode": "libx264", …}
         }
 
     async def health_route(self, request: web.Request) -> web.StreamResponse:
@@ -412,6 +413,7 @@ class LiveFXServer:
                 "sessions": [await self.session_stats(s) for s in list(self.sessions.values())],
                 "streams": [s.stats() for s in self.streams.values()],
                 "ended": list(self.ended),
+                "codecs": rtc.hwcodec.status(),  # each direction's codec and why (hw_codecs)
                 # This process's CPU seconds (all its threads) and the cores it may use: load
                 # generators turn two readings into CPU % per step (docs/bench.md, "Load").
                 "process": {

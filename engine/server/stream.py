@@ -32,6 +32,7 @@ from engine.frame import FrameBuffer
 from engine.media import frame_to_av
 from engine.pipeline.gate import FrameGate
 from engine.server import rtc
+from engine.server.rtc import hwcodec
 from engine.server.tracks import AudioDelay, DelayStats, PacketTrack
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class SharedVideoEncoder:
         self.encode_ms: deque[float] = deque(maxlen=120)
         self.errors = 0
         self.last_error = ""
+        self.encoder_name = ""  # the FFmpeg codec: libx264, h264_nvenc, libvpx
         self._thread = threading.Thread(
             target=self._run, name=f"livefx-encode-{stream}-{mime}", daemon=True
         )
@@ -114,6 +116,7 @@ class SharedVideoEncoder:
     def _run(self) -> None:
         codec: Any = None
         built_at = 0.0
+        hardware = True  # NVENC where chosen, until it fails for this stream
         for (frame, arrived), _ in self.gate.frames():
             now = time.monotonic()
             bitrate = self.target_bitrate()
@@ -127,8 +130,10 @@ class SharedVideoEncoder:
                 rebuild = True
             if rebuild:
                 codec = rtc.make_video_codec(
-                    self.mime, frame.width, frame.height, bitrate, self.settings
+                    self.mime, frame.width, frame.height, bitrate, self.settings, hardware=hardware
                 )
+                hardware = codec.name in hwcodec.HARDWARE_NAMES  # off for good once off
+                self.encoder_name = codec.name
                 built_at = now
                 self._keyframe_wanted = True
             assert codec is not None
@@ -148,6 +153,9 @@ class SharedVideoEncoder:
                 log.warning("stream %s: %s", self.stream, self.last_error)
                 for observe in rtc.encoders.encode_error_observers:
                     observe(self.last_error)
+                if codec.name in hwcodec.HARDWARE_NAMES:
+                    hardware = False
+                    hwcodec.note_fallback(f"stream {self.stream}: {codec.name}", exc)
                 codec = None
                 continue
             self.encode_ms.append((time.perf_counter() - start) * 1000)
@@ -188,6 +196,7 @@ class SharedVideoEncoder:
         times = sorted(self.encode_ms)
         return {
             "codec": self.mime.split("/")[-1],
+            "encoder": self.encoder_name or None,
             "players": len(self.subscribers),
             "frames": self.encoded,
             "keyframes": self.keyframes,

@@ -9,12 +9,15 @@
   consent kept alive by authenticated media for peers that answer no consent checks (FFmpeg);
 - ``dtls``: ECDHE-RSA suites as well as ECDHE-ECDSA (a peer with an RSA certificate acting as the
   DTLS server), and the P-224 group of FFmpeg 8.0's own certificate (see ``dtls_check``);
-- ``rtcp``: a sender's PLI/FIR and REMB reported to whoever encodes for it.
+- ``rtcp``: a sender's PLI/FIR and REMB reported to whoever encodes for it;
+- ``hwcodec``: NVENC/NVDEC where PyAV's FFmpeg has them and they open here (``--hw-codecs``),
+  used by ``encoders``.
 
 aiortc decides at import which functions to call, so each replacement is a module attribute set
 by an ``install_*``/``configure_*`` function here; nothing else in LiveFX patches aiortc.
 """
 
+from engine.server.rtc import hwcodec
 from engine.server.rtc.dtls import DTLS_CIPHERS, dtls_check, install_dtls
 from engine.server.rtc.encoders import (
     VIDEO_CLOCK,
@@ -52,6 +55,7 @@ __all__ = [
     "dtls_check",
     "encode_times",
     "gather_addresses",
+    "hwcodec",
     "install_dtls",
     "install_encoders",
     "install_jitter_buffer",
