@@ -352,7 +352,7 @@ def plot(result: dict[str, Any], out: Path) -> Path:
     total = fps_ax.twinx()
     total.plot(n, [s["fps_out_total"] for s in steps], "s--", color="tab:green")
     total.set_ylabel("fps out, all sessions", color="tab:green")
-    fps_ax.legend(fontsize=7, loc="lower left")
+    fps_ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     drop_ax.plot(n, [100 * s["dropped_share"] for s in steps], "o-", color="tab:red")
     drop_ax.axhline(100 * load["drop_limit"], color="grey", lw=0.8, ls=":", label="limit")
     drop_ax.set_ylabel("frames not back (%)")
