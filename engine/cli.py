@@ -330,6 +330,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         connect_timeout_s=args.connect_timeout,
         max_pending_per_client=args.max_pending_per_client,
         offer_rate=args.offer_rate,
+        workers=args.workers,
+        admit_load=args.admit_load,
+        batch_wait_ms=args.batch_wait_ms,
+        shared_models=not args.no_shared_models,
     )
     if args.budget_ms is None and config.pipeline.budget.budget_ms is None:
         # Live video has a frame interval to keep: hold the budget of a 30 fps camera.
@@ -406,6 +410,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d_srv.max_sessions,
         help=f"sessions that run a pipeline: browsers, /offer, WHIP (default {d_srv.max_sessions})",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=d_srv.workers,
+        help="frame workers serving every session's pipeline, round robin (default 0: a core each)",
+    )
+    p.add_argument(
+        "--admit-load",
+        type=float,
+        default=d_srv.admit_load,
+        help="refuse a new session (503 + Retry-After) when the machine's load with it would pass "
+        f"this; 1.0 = every core busy, 0 = off (default {d_srv.admit_load:g})",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=d_srv.batch_wait_ms,
+        help="the shared inference worker waits up to this long for other sessions' inputs to "
+        f"batch (never when one session uses it; at most 2; default {d_srv.batch_wait_ms:g})",
+    )
+    p.add_argument(
+        "--no-shared-models",
+        action="store_true",
+        help="each session runs its own models instead of the shared, batching worker",
     )
     p.add_argument(
         "--max-players",

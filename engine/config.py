@@ -286,7 +286,7 @@ class IceServer:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    max_sessions: int = 4  # sessions that run a pipeline (browser, /offer, WHIP publishers)
+    max_sessions: int = 32  # sessions that run a pipeline (browser, /offer, WHIP publishers)
     max_players: int = 64  # WHEP players (no pipeline of their own)
     idle_timeout_s: float = 10.0  # a session with no incoming frame for this long is ended
     stats_interval_s: float = 1.0
@@ -308,6 +308,10 @@ class ServerConfig:
     max_pending_per_client: int = 2  # … from one client address
     offer_rate: float = 1.0  # offers per second per client address (token bucket) …
     offer_burst: int = 5  # … and how many may come at once
+    workers: int = 0  # frame workers serving every session's pipeline (0: one per core)
+    admit_load: float = 1.0  # refuse a session when the load with it would pass this (0: off)
+    batch_wait_ms: float = 2.0  # the shared inference worker waits this long for a batch …
+    shared_models: bool = True  # … (False: each session runs its own models)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -328,6 +332,9 @@ class ServerConfig:
         _check_range("max_pending_per_client", self.max_pending_per_client, 1, 1000)
         _check_range("offer_rate", self.offer_rate, 0.01, 10_000.0)
         _check_range("offer_burst", self.offer_burst, 1, 10_000)
+        _check_range("workers", self.workers, 0, 1024)
+        _check_range("admit_load", self.admit_load, 0.0, 100.0)
+        _check_range("batch_wait_ms", self.batch_wait_ms, 0.0, 2.0)
         _check_choice("mode", self.mode, SERVER_MODES)
         if self.token is not None:
             if not isinstance(self.token, str) or len(self.token) < 8:

@@ -56,7 +56,13 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 
 
 class ServerProcess(_ServerProcess):
+    """``livefx serve`` for a test. Admission by the machine's load is off unless a test asks
+    for it (``--admit-load``): these tests run client and server on one loaded 2-core machine
+    and test other things; admission has its own tests (test_scaling.py)."""
+
     def __init__(self, *args: str) -> None:
+        if "--admit-load" not in args:
+            args = (*args, "--admit-load", "0")
         super().__init__(*args, cwd=str(ROOT))
 
 

@@ -41,6 +41,8 @@ def faulty_server(points: str, *args: str) -> _ServerProcess:
         "1000",
         "--idle-timeout",
         "5",
+        "--admit-load",
+        "0",
         *args,
         cwd=str(ROOT),
         env={faults.ENV: points},

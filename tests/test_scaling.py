@@ -14,7 +14,7 @@ from engine.config import BudgetConfig, EffectConfig, PipelineConfig, ServerConf
 from engine.inference.batch import BatchRunner, SharedModels
 from engine.models.registry import load_model
 from engine.pipeline.budget import LOAD_COOLDOWN, BudgetController
-from engine.server.pool import FramePool
+from engine.server.pool import FramePool, Load
 
 
 def _inputs(n: int, h: int = 256, w: int = 256) -> list[np.ndarray]:
@@ -203,6 +203,8 @@ def test_pool_load_is_arrivals_times_cost_over_workers() -> None:
     assert load.sessions == 1 and load.demand == pytest.approx(30 * 0.020 / 2)
     assert pool.refuse_reason(1.0) is None
     assert pool.refuse_reason(0.5) is not None  # 0.3 now, 0.6 with one more like it
+    assert Load(0.1, 0.8, 2, 2, 0.4).with_one_more() == pytest.approx(1.0)  # 0.8 + 0.4 / 2
+    assert Load(0.1, 0.8, 2, 2, 0.1).with_one_more() == pytest.approx(0.85)  # others' CPU stays
     assert pool.refuse_reason(0.0) is None  # off
     pool.close()
 
@@ -234,14 +236,13 @@ def test_machine_load_steps_quality_down_then_up_when_it_falls() -> None:
 def test_offer_refused_with_retry_after_when_the_machine_is_full() -> None:
     from engine.server.app import LiveFXServer
     from engine.server.middleware import HttpError
-    from engine.server.pool import Load
 
     server = LiveFXServer(ServerConfig(port=0, admit_load=1.0))
     try:
         server.admit("sendrecv", "127.0.0.1")  # idle: admitted
-        server.pool.load = lambda: Load(0.2, 0.85, 3, 2)  # type: ignore[method-assign]
+        server.pool.load = lambda: Load(0.2, 0.85, 3, 2, 0.6)  # type: ignore[method-assign]
         with pytest.raises(HttpError) as err:
-            server.admit("sendrecv", "127.0.0.1")  # 85 % with 3 → 113 % with 4
+            server.admit("sendrecv", "127.0.0.1")  # 85 % with 3 (60 % ours) → 105 % with 4
         assert err.value.status == 503 and "Retry-After" in err.value.headers
         assert "machine is at capacity" in str(err.value)
         server.admit("play", "127.0.0.1")  # a player runs no pipeline: not refused for load
@@ -251,3 +252,45 @@ def test_offer_refused_with_retry_after_when_the_machine_is_full() -> None:
         off.pool.close()
     finally:
         server.pool.close()
+
+
+def test_a_real_server_refuses_a_session_it_could_not_serve() -> None:
+    """A live server whose limit is below one session's load: the first session is served
+    (nothing runs yet), the next offer gets 503 + Retry-After with the load in its reason, and
+    the first session's segmenter is on the shared worker; /stats and /health show the pool."""
+    import asyncio
+    import json
+    import urllib.request
+
+    from engine.samples import composited_clip
+    from engine.server.client import Client
+    from tests.conftest import ServerProcess, wait_for
+
+    clip = composited_clip(320, 240, 12, motion="sway", noise=2.0)
+    server = ServerProcess("--admit-load", "0.01", "--offer-rate", "1000", "--workers", "2")
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(server.url + path, timeout=5) as r:
+            return json.loads(r.read())
+
+    async def run() -> None:
+        a = Client(server.url, clip.frames)
+        await a.start({"effect": "blur"})
+        assert await asyncio.to_thread(
+            wait_for, lambda: get("/stats")["pool"]["sessions"] == 1, 15.0
+        )
+        b = Client(server.url, clip.frames)
+        with pytest.raises(RuntimeError, match=r"503 .*machine is at capacity"):
+            await b.start({"effect": "blur"})
+        await b.pc.close()
+        stats = get("/stats")
+        assert stats["pool"]["workers"] == 2 and stats["pool"]["steps"] > 0
+        (shared,) = stats["shared_models"]
+        assert shared["sessions"] == 1 and shared["batches"] > 0
+        assert get("/health")["load"] > 0
+        await a.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop()

@@ -52,10 +52,12 @@ from engine.config import (
     update,
 )
 from engine.errors import ConfigError, InputError, LiveFXError
+from engine.inference.batch import SharedModels
 from engine.server import middleware, rtc, sdp, signalling, whip
 from engine.server.limits import OfferLimiter
 from engine.server.metrics import Metrics
 from engine.server.middleware import Full, HttpError
+from engine.server.pool import FramePool
 from engine.server.session import Session, slot_of
 from engine.server.stream import Stream
 
@@ -70,6 +72,7 @@ STATIC = {
     "/style.css": ("style.css", "text/css"),
 }
 MAX_UPLOAD_PIXELS = 40_000_000
+RETRY_FULL_S = 5  # Retry-After of an offer refused because the machine is at capacity
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -95,6 +98,10 @@ class LiveFXServer:
         self.draining = False
         self._watchers: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
+        # Every session's frames on a few workers (one per core), its segmenter on the shared
+        # inference worker of its model and size: engine/server/pool.py, engine/inference/batch.py.
+        self.pool = FramePool(config.workers)
+        self.models = SharedModels(wait_ms=config.batch_wait_ms) if config.shared_models else None
         self.app = self._make_app()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -183,6 +190,9 @@ class LiveFXServer:
             )
         for stream in self.streams.values():
             stream.close()
+        self.pool.close(timeout=1.0)
+        if self.models is not None:
+            self.models.close()
         if self._runner is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._runner.cleanup(), 1.0)
@@ -253,6 +263,8 @@ class LiveFXServer:
             client=client,
             metrics=self.metrics,
             on_connected=self._connected,
+            pool=self.pool,
+            models=self.models,
         )
         self.sessions[session.id] = session
         if stream is not None and kind == "publish":
@@ -315,6 +327,11 @@ class LiveFXServer:
         used = self._connected_in(slot)
         if used >= self._limit(slot):
             raise Full(slot, used, self._limit(slot))
+        if slot == "sessions" and cfg.mode == "livefx":
+            why = self.pool.refuse_reason(cfg.admit_load)
+            if why is not None:  # its frames could not be served: refused, nobody degraded
+                self.metrics.errors.labels("admission").inc()
+                raise HttpError(503, f"server full: {why}", {"Retry-After": str(RETRY_FULL_S)})
 
     async def _connected(self, session: Session) -> None:
         """A session that connected takes a connected slot, if one is still free."""
@@ -393,6 +410,7 @@ class LiveFXServer:
             "players": sum(s.kind == "play" for s in self.sessions.values()),
             "streams": len(self.streams),
             "max_sessions": self.config.max_sessions,
+            "load": round(self.pool.load_value(), 3),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "codecs": rtc.hwcodec.summary(),  # e.g. {"h264_encode": "libx264", …}
         }
@@ -414,6 +432,8 @@ class LiveFXServer:
                 "streams": [s.stats() for s in self.streams.values()],
                 "ended": list(self.ended),
                 "codecs": rtc.hwcodec.status(),  # each direction's codec and why (hw_codecs)
+                "pool": self.pool.stats(),
+                "shared_models": self.models.stats() if self.models is not None else None,
                 # This process's CPU seconds (all its threads) and the cores it may use: load
                 # generators turn two readings into CPU % per step (docs/bench.md, "Load").
                 "process": {

@@ -17,6 +17,10 @@ control (a new session is refused when the machine could not serve its frames):
   process's CPU time), which counts what the pool does not see: decoding, encoding, RTP,
   another process on the same machine.
 - ``load`` = the larger of the two.
+
+Admission projects one more session like the average of those running: the machine's CPU
+use plus this process's share ÷ sessions (what the others on the machine use stays as it is),
+and the workers' demand × (n + 1) / n.
 """
 
 from __future__ import annotations
@@ -95,6 +99,14 @@ class Load:
     cpu: float  # the machine's CPU busy share (0–1)
     sessions: int  # sessions with frames in the window
     workers: int
+    process: float = 0.0  # this process's share of all cores (0–1)
+
+    def with_one_more(self) -> float:
+        """The load with one more session like the average of those running."""
+        if self.sessions == 0:
+            return self.value
+        more = (self.sessions + 1) / self.sessions
+        return max(self.demand * more, self.cpu + self.process / self.sessions)
 
     @property
     def value(self) -> float:
@@ -105,6 +117,7 @@ class Load:
             "load": round(self.value, 3),
             "demand": round(self.demand, 3),
             "cpu": round(self.cpu, 3),
+            "process": round(self.process, 3),
             "sessions": self.sessions,
             "workers": self.workers,
         }
@@ -133,7 +146,8 @@ class FramePool:
         self._jobs: dict[str, Job] = {}
         self._stats: dict[str, _JobStats] = {}
         self._closed = False
-        self._cpu_samples: deque[tuple[float, float, float]] = deque()  # (when, busy, total)
+        # (when, machine busy, machine total, this process's CPU seconds)
+        self._cpu_samples: deque[tuple[float, float, float, float]] = deque()
         self._process_cpu = self._cpu_source is None or self._cpu_source() is None
         self.steps = 0
         self.failures = 0
@@ -235,26 +249,36 @@ class FramePool:
     def _sample_cpu(self, now: float) -> None:
         if self._cpu_samples and now - self._cpu_samples[-1][0] < CPU_SAMPLE_S:
             return
+        mine = time.process_time()
         if self._process_cpu:
-            busy, total = time.process_time(), now * cores()
+            busy, total = mine, now * cores()
         else:
             got = self._cpu_source() if self._cpu_source is not None else None
             if got is None:
                 return
             busy, total = got
         with self._cond:
-            self._cpu_samples.append((now, busy, total))
+            self._cpu_samples.append((now, busy, total, mine))
             while len(self._cpu_samples) > 2 and self._cpu_samples[1][0] < now - self.window_s:
                 self._cpu_samples.popleft()
 
-    def cpu_share(self) -> float:
-        """The machine's CPU busy share over about the last window (0 until two samples)."""
+    def cpu_shares(self) -> tuple[float, float]:
+        """(the machine's CPU busy share, this process's share of all cores) over about the
+        last window; (0, 0) until two samples."""
         self._sample_cpu(self._clock())
         with self._cond:
             if len(self._cpu_samples) < 2:
-                return 0.0
-            (_, b0, t0), (_, b1, t1) = self._cpu_samples[0], self._cpu_samples[-1]
-        return min(1.0, max(0.0, (b1 - b0) / (t1 - t0))) if t1 > t0 else 0.0
+                return 0.0, 0.0
+            (w0, b0, t0, m0), (w1, b1, t1, m1) = self._cpu_samples[0], self._cpu_samples[-1]
+        if t1 <= t0 or w1 <= w0:
+            return 0.0, 0.0
+        machine = min(1.0, max(0.0, (b1 - b0) / (t1 - t0)))
+        mine = min(1.0, max(0.0, (m1 - m0) / ((w1 - w0) * cores())))
+        return max(machine, mine), mine
+
+    def cpu_share(self) -> float:
+        """The machine's CPU busy share over about the last window."""
+        return self.cpu_shares()[0]
 
     def load(self) -> Load:
         now = self._clock()
@@ -268,7 +292,8 @@ class FramePool:
                 sessions += 1
                 per_frame = sum(s for _, s in st.steps) / len(st.steps)
                 demand += len(st.arrivals) / self.window_s * per_frame
-        return Load(demand / self.workers, self.cpu_share(), sessions, self.workers)
+        machine, mine = self.cpu_shares()
+        return Load(demand / self.workers, machine, sessions, self.workers, mine)
 
     def load_value(self) -> float:
         """``load().value``: what the budget controllers watch."""
@@ -282,7 +307,7 @@ class FramePool:
         load = self.load()
         if load.sessions == 0:
             return None
-        projected = load.value * (load.sessions + 1) / load.sessions
+        projected = load.with_one_more()
         if projected <= limit:
             return None
         return (
