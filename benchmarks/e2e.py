@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [tuple(int(v) for v in r.split("x")) for r in args.resolutions.split(",")]
     effects = [e for e in args.effects.split(",") if e]
     results: dict[str, Any] = {"sessions": {}}
-    livefx = ServerProcess("--max-sessions", "8", cwd=str(ROOT))
+    livefx = ServerProcess("--max-sessions", "8", "--admit-load", "0", cwd=str(ROOT))
     echo = ServerProcess("--mode", "bare-echo", "--max-sessions", "8", cwd=str(ROOT))
     try:
         for w, h in sizes:

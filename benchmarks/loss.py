@@ -65,7 +65,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    livefx = ServerProcess("--offer-rate", "100", cwd=str(ROOT))
+    livefx = ServerProcess("--offer-rate", "100", "--admit-load", "0", cwd=str(ROOT))
     echo = ServerProcess("--mode", "bare-echo", "--offer-rate", "100", cwd=str(ROOT))
     targets = [
         ("LiveFX blur", Target("livefx", url=f"{livefx.url}/offer?effect=blur")),

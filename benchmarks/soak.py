@@ -270,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(
-        "--max-sessions", str(args.sessions), "--offer-rate", "100", cwd=str(ROOT)
+        "--max-sessions",
+        str(args.sessions),
+        "--offer-rate",
+        "100",
+        "--admit-load",
+        "0",
+        cwd=str(ROOT),
     )
     try:
         summary = asyncio.run(soak(args, server, out))

@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     frames = composited_clip(w, h, 30, motion="sway", noise=2.0).frames
     rows: dict[str, Any] = {}
     cost: list[dict[str, Any]] = []
-    livefx = ServerProcess("--max-sessions", "8", "--max-players", "64", cwd=str(ROOT))
+    livefx = ServerProcess(
+        "--max-sessions", "8", "--max-players", "64", "--admit-load", "0", cwd=str(ROOT)
+    )
     echo = ServerProcess("--mode", "bare-echo", "--max-sessions", "8", cwd=str(ROOT))
     s, wu = args.seconds, args.warmup
     try:
