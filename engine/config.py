@@ -309,7 +309,7 @@ class ServerConfig:
     offer_rate: float = 1.0  # offers per second per client address (token bucket) …
     offer_burst: int = 5  # … and how many may come at once
     workers: int = 0  # frame workers serving every session's pipeline (0: one per core)
-    admit_load: float = 1.0  # refuse a session when the load with it would pass this (0: off)
+    admit_load: float = 0.9  # refuse a session when the load with it would pass this (0: off)
     batch_wait_ms: float = 2.0  # the shared inference worker waits this long for a batch …
     shared_models: bool = True  # … (False: each session runs its own models)
 

@@ -203,8 +203,11 @@ def test_pool_load_is_arrivals_times_cost_over_workers() -> None:
     assert load.sessions == 1 and load.demand == pytest.approx(30 * 0.020 / 2)
     assert pool.refuse_reason(1.0) is None
     assert pool.refuse_reason(0.5) is not None  # 0.3 now, 0.6 with one more like it
-    assert Load(0.1, 0.8, 2, 2, 0.4).with_one_more() == pytest.approx(1.0)  # 0.8 + 0.4 / 2
-    assert Load(0.1, 0.8, 2, 2, 0.1).with_one_more() == pytest.approx(0.85)  # others' CPU stays
+    assert Load(0.1, 0.8, 2, 2, 0.4).with_more() == pytest.approx(1.0)  # 0.8 + 0.4 / 2
+    assert Load(0.1, 0.8, 2, 2, 0.1).with_more() == pytest.approx(0.85)  # others' CPU stays
+    assert Load(0.1, 0.5, 2, 2, 0.2).with_more(3) == pytest.approx(0.8)  # 2 not measured yet
+    assert pool.refuse_reason(0.75, sessions=1) is None  # 0.3 + 0.3
+    assert "with 2 more" in (pool.refuse_reason(0.75, sessions=2) or "")  # one still starting
     assert pool.refuse_reason(0.0) is None  # off
     pool.close()
 
@@ -223,14 +226,29 @@ def test_machine_load_steps_quality_down_then_up_when_it_falls() -> None:
     for _ in range(LOAD_COOLDOWN + 5):  # the cool-down, then a window of frames
         b.observe(2.0)
     assert b.index == 2  # still over: one more level, after the cool-down
-    load[0] = 0.8  # between the marks: holds
+    load[0] = 0.85  # between the marks: holds
     for _ in range(LOAD_COOLDOWN + 40):
         b.observe(2.0)
     assert b.index == 2
     load[0] = 0.3
+    turns = [False]
+    b.step_up = lambda: turns[0]  # the pool's turn to step up: not yet
+    for _ in range(30):
+        b.observe(2.0)
+    assert b.index == 2
+    turns[0] = True
     for _ in range(30):
         b.observe(2.0)
     assert b.index < 2
+
+
+def test_one_session_of_the_machine_steps_up_at_a_time() -> None:
+    now = [0.0]
+    pool = FramePool(1, cpu=None, clock=lambda: now[0])
+    assert pool.take_step_up() and not pool.take_step_up()
+    now[0] += 0.6
+    assert pool.take_step_up()
+    pool.close()
 
 
 def test_offer_refused_with_retry_after_when_the_machine_is_full() -> None:

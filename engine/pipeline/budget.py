@@ -61,9 +61,10 @@ QUALITY_LEVELS: tuple[Quality, ...] = (
 # The machine's load (engine.server.pool: the larger of the frame workers' demand and the CPU's
 # busy share): above LOAD_HIGH every session steps down, one level per LOAD_COOLDOWN frames (the
 # load is measured over ~2 s, so it is given time to show a step's effect); up again only while
-# it is under LOAD_LOW.
+# it is under LOAD_LOW, and then one session of the machine at a time (``step_up``: the pool
+# hands out a turn every half second), so that they do not all climb back and overshoot together.
 LOAD_HIGH = 0.9
-LOAD_LOW = 0.7
+LOAD_LOW = 0.8
 LOAD_COOLDOWN = 60
 
 
@@ -77,7 +78,7 @@ class BudgetController:
     ``load`` (a live server sets it: ``FramePool.load_value``) adds the machine's load: over
     ``LOAD_HIGH`` the level steps down even when this session's own frames are fast (frames of
     sessions together exceed what the cores can do, and the next thing would be dropped frames);
-    it steps up only while the load is under ``LOAD_LOW``.
+    it steps up only while the load is under ``LOAD_LOW`` and ``step_up()`` gives it the turn.
     """
 
     def __init__(
@@ -85,10 +86,12 @@ class BudgetController:
         config: BudgetConfig,
         levels: tuple[Quality, ...] = QUALITY_LEVELS,
         load: Callable[[], float] | None = None,
+        step_up: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.levels = levels
         self.load = load
+        self.step_up = step_up
         self.index = 0
         self.frames = 0
         self._recent: deque[float] = deque(maxlen=config.window)
@@ -123,7 +126,11 @@ class BudgetController:
             self._cooldown = max(self._cooldown, LOAD_COOLDOWN)
         elif p90 < self.config.headroom * budget and load < LOAD_LOW:
             self._calm += 1
-            if self._calm >= self.config.recover_frames and self.index > 0:
+            if (
+                self._calm >= self.config.recover_frames
+                and self.index > 0
+                and (self.step_up is None or self.step_up())
+            ):
                 self._change(-1, p90, f"p90 {p90:.2f} ms < {self.config.headroom:.0%} of budget")
         else:
             self._calm = 0

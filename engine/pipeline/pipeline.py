@@ -114,7 +114,10 @@ class Pipeline:
             self.effect = effect
             self.stages = self._stage_list()
         if config.budget != old.budget:
-            self.budget = BudgetController(config.budget, load=self.budget.load)
+            old_budget = self.budget
+            self.budget = BudgetController(
+                config.budget, load=old_budget.load, step_up=old_budget.step_up
+            )
         if config.model.person_model != old.model.person_model:
             self._close_body()
             self.stages = self._stage_list()

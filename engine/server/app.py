@@ -328,7 +328,8 @@ class LiveFXServer:
         if used >= self._limit(slot):
             raise Full(slot, used, self._limit(slot))
         if slot == "sessions" and cfg.mode == "livefx":
-            why = self.pool.refuse_reason(cfg.admit_load)
+            held = sum(s.slot == "sessions" and s.processes for s in self.sessions.values())
+            why = self.pool.refuse_reason(cfg.admit_load, held)
             if why is not None:  # its frames could not be served: refused, nobody degraded
                 self.metrics.errors.labels("admission").inc()
                 raise HttpError(503, f"server full: {why}", {"Retry-After": str(RETRY_FULL_S)})

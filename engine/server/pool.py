@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_S = 2.0  # load is measured over this much of the recent past
 CPU_SAMPLE_S = 0.25  # the machine's CPU counters are read at most this often
+LOAD_CACHE_S = 0.1  # the budget controllers' load figure is worked out at most this often
+STEP_UP_EVERY_S = 0.5  # one session of the machine may step its quality up this often
 
 
 class Job(Protocol):
@@ -101,12 +103,12 @@ class Load:
     workers: int
     process: float = 0.0  # this process's share of all cores (0–1)
 
-    def with_one_more(self) -> float:
-        """The load with one more session like the average of those running."""
+    def with_more(self, more: int = 1) -> float:
+        """The load with ``more`` sessions like the average of those measured."""
         if self.sessions == 0:
             return self.value
-        more = (self.sessions + 1) / self.sessions
-        return max(self.demand * more, self.cpu + self.process / self.sessions)
+        grow = (self.sessions + more) / self.sessions
+        return max(self.demand * grow, self.cpu + self.process * more / self.sessions)
 
     @property
     def value(self) -> float:
@@ -151,6 +153,8 @@ class FramePool:
         self._process_cpu = self._cpu_source is None or self._cpu_source() is None
         self.steps = 0
         self.failures = 0
+        self._load_value, self._load_at = 0.0, float("-inf")
+        self._last_step_up = float("-inf")
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
             for i in range(self.workers)
@@ -296,23 +300,40 @@ class FramePool:
         return Load(demand / self.workers, machine, sessions, self.workers, mine)
 
     def load_value(self) -> float:
-        """``load().value``: what the budget controllers watch."""
-        return self.load().value
+        """``load().value``: what the budget controllers watch (worked out at most every
+        0.1 s: every session asks after every frame)."""
+        now = self._clock()
+        if now - self._load_at >= LOAD_CACHE_S:
+            self._load_value, self._load_at = self.load().value, now
+        return self._load_value
 
-    def refuse_reason(self, limit: float) -> str | None:
-        """Why a new session cannot be served now (None: it can): with one more session like
-        the average of those running, the load would pass ``limit`` (1.0: every core busy)."""
+    def take_step_up(self) -> bool:
+        """Whether a session may step its quality up now: one session of the machine every
+        ``STEP_UP_EVERY_S``, so that they climb back one at a time."""
+        now = self._clock()
+        with self._cond:
+            if now - self._last_step_up < STEP_UP_EVERY_S:
+                return False
+            self._last_step_up = now
+            return True
+
+    def refuse_reason(self, limit: float, sessions: int = 0) -> str | None:
+        """Why a new session cannot be served now (None: it can): with it, and with those of
+        the ``sessions`` the server has that are not measured yet (just admitted, connecting),
+        each like the average of those measured, the load would pass ``limit`` (1.0: every core
+        busy)."""
         if limit <= 0:
             return None
         load = self.load()
         if load.sessions == 0:
             return None
-        projected = load.with_one_more()
+        more = 1 + max(0, sessions - load.sessions)
+        projected = load.with_more(more)
         if projected <= limit:
             return None
         return (
             f"the machine is at capacity: load {load.value:.0%} with {load.sessions} sessions, "
-            f"{projected:.0%} with one more (limit {limit:.0%})"
+            f"{projected:.0%} with {more} more (limit {limit:.0%})"
         )
 
     def stats(self) -> dict[str, object]:

@@ -205,6 +205,7 @@ class Session:
             self._pipeline = make_pipeline(self.config, live=True, models=self.models)
             if self.pool is not None:  # the machine's load steps every session's quality
                 self._pipeline.budget.load = self.pool.load_value
+                self._pipeline.budget.step_up = self.pool.take_step_up
         if self.kind == "play":
             self.play_video = PacketTrack("video")
             self.play_audio = PacketTrack("audio")
