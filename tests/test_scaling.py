@@ -75,11 +75,11 @@ def test_alone_never_waits_and_a_model_error_reaches_its_session() -> None:
     x = np.zeros((1, 3, 144, 256), np.float32)
     out = np.empty((1, *runner.out_shape), np.float32)
     for _ in range(5):
-        runner.submit(x, out)
+        runner.run(x, out)
     assert runner.waits == 0 and runner.batches == 5
     with pytest.raises(Exception, match=r"(?i)invalid|dimension|shape|got"):
-        runner.submit(np.zeros((1, 3, 10, 10), np.float32), out)  # the wrong size
-    runner.submit(x, out)  # still serving
+        runner.run(np.zeros((1, 3, 10, 10), np.float32), out)  # the wrong size
+    runner.run(x, out)  # still serving
     runner.close()
 
 

@@ -21,7 +21,6 @@ whether the client, not the server, was the limit.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -41,6 +40,7 @@ from engine.bench.run import (
     _config_json,
     _loop_json,
     codec_floor,
+    emit,
     machine_json,
     merge,
     server_info,
@@ -396,17 +396,7 @@ def run(config: BenchConfig, as_json: bool, report_dir: str | None) -> int:
             print(progress_line(step), file=sys.stderr, flush=True)
 
     result = asyncio.run(ramp(config, on_step=progress))
-    if report_dir is not None:
-        from engine.bench.report import write_report
-
-        written = write_report(result, Path(report_dir))
-        result["report"] = [str(p) for p in written]
-    if as_json:
-        print(json.dumps(result))
-    else:
-        print(table(result))
-        if report_dir is not None:
-            print(f"\nreport: {Path(report_dir) / 'report.html'}")
+    emit(result, table, as_json, report_dir)
     if not result["load"]["steps"] or all(s["matched"] == 0 for s in result["load"]["steps"]):
         raise EndpointError(
             f"no frame came back with a readable code ({result['load']['stopped']})"

@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -721,12 +722,13 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(config: BenchConfig, as_json: bool, report_dir: str | None) -> int:
-    if config.ramp is not None:
-        from engine.bench import load
-
-        return load.run(config, as_json, report_dir)
-    result = asyncio.run(bench(config, progress_bar=not as_json))
+def emit(
+    result: dict[str, Any],
+    text: Callable[[dict[str, Any]], str],
+    as_json: bool,
+    report_dir: str | None,
+) -> None:
+    """The report's files (``report_dir``), then the result: one JSON line, or its table."""
     if report_dir is not None:
         from engine.bench.report import write_report
 
@@ -735,9 +737,18 @@ def run(config: BenchConfig, as_json: bool, report_dir: str | None) -> int:
     if as_json:
         print(json.dumps(result))
     else:
-        print(table(result))
+        print(text(result))
         if report_dir is not None:
             print(f"\nreport: {Path(report_dir) / 'report.html'}")
+
+
+def run(config: BenchConfig, as_json: bool, report_dir: str | None) -> int:
+    if config.ramp is not None:
+        from engine.bench import load
+
+        return load.run(config, as_json, report_dir)
+    result = asyncio.run(bench(config, progress_bar=not as_json))
+    emit(result, table, as_json, report_dir)
     if all(r["matched"] == 0 for r in result["runs"]):
         conditions = sorted({c for r in result["runs"] for c in r["conditions"]})
         raise EndpointError(

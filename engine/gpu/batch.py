@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +33,7 @@ from engine.errors import BackendError, ModelError
 from engine.gpu import driver as cd
 from engine.gpu import memory
 from engine.gpu.module import Gpu
+from engine.inference.batch import Batcher
 
 log = logging.getLogger(__name__)
 cu = cd.cu
@@ -50,14 +48,7 @@ def _event() -> Any:
     return cd.check(cu.cuEventCreate(EVENT_DISABLE_TIMING), "cuEventCreate")
 
 
-@dataclass
-class _Request:
-    seg: GpuBatchedSegmenter
-    taken: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-
-class GpuBatchRunner:
+class GpuBatchRunner(Batcher):
     """One segmenter at one input size on the GPU, shared by the sessions' cuda pipelines."""
 
     def __init__(
@@ -72,21 +63,13 @@ class GpuBatchRunner:
         if probe.shapes[probe.outputs[0]] != (1, 1, h, w):
             raise ModelError(f"{label}: mask {probe.shapes[probe.outputs[0]]} is not {w}×{h}")
         self.in_bytes, self.out_bytes = 4 * c * h * w, 4 * h * w
-        self.wait_s = max(0.0, min(wait_ms, WAIT_MS)) / 1e3
         gpu.device.make_current()
         self.stream = cd.Stream()
         self._events = [_event() for _ in range(EVENTS)]
         self._nets: dict[int, Any] = {}  # batch → DeviceNet
         self._graphs: dict[int, Any] = {}  # batch → instantiated graph
-        self._cond = threading.Condition()
-        self._queue: deque[_Request] = deque()
-        self._closed = False
-        self.users = 0
-        self.batches = 0
-        self.inputs = 0
-        self.largest = 0
-        self._thread = threading.Thread(target=self._work, name=f"livefx-gpu-{label}", daemon=True)
-        self._thread.start()
+        super().__init__(f"gpu {label} {w}×{h}", BATCHES[-1], wait_ms)
+        self.start()
 
     def _graph(self, batch: int) -> tuple[Any, Any]:
         """The DeviceNet planned for ``batch`` and its launches as one graph (made once)."""
@@ -99,85 +82,36 @@ class GpuBatchRunner:
             self._graphs[batch] = memory.capture(self.stream, net.ops(self.stream))
         return self._nets[batch], self._graphs[batch]
 
-    def submit(self, seg: GpuBatchedSegmenter) -> None:
-        """Queue ``seg``'s input (its ``ready`` event recorded); returns once the worker has
-        issued its batch (``seg.done`` then follows it on the device)."""
-        req = _Request(seg)
-        with self._cond:
-            if self._closed:
-                raise BackendError(f"shared GPU model {self.label} is closed")
-            self._queue.append(req)
-            self._cond.notify_all()
-        req.taken.wait()
-        if req.error is not None:
-            raise req.error
+    def on_worker(self) -> None:
+        self.gpu.device.make_current()
 
-    def _take(self) -> list[_Request] | None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._queue or self._closed)
-            if not self._queue:
-                return None
-            want = min(self.users, BATCHES[-1])
-            deadline = time.monotonic() + self.wait_s
-            while len(self._queue) < want and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            n = min(len(self._queue), BATCHES[-1])
-            return [self._queue.popleft() for _ in range(n)]
-
-    def _issue(self, reqs: list[_Request]) -> None:
-        batch = next(b for b in BATCHES if b >= len(reqs))
+    def serve(self, segs: list[Any]) -> None:
+        """The inputs into one batch, its graph, the masks back; ``done`` recorded after."""
+        batch = next(b for b in BATCHES if b >= len(segs))
         net, exe = self._graph(batch)
         s = self.stream.handle
         d_in, d_out = net.ptr(net.plan.input), net.ptr(net.plan.outputs[0])
-        for i, r in enumerate(reqs):
-            cd.check(cu.cuStreamWaitEvent(s, r.seg.ready, 0), "cuStreamWaitEvent")
+        for i, seg in enumerate(segs):
+            cd.check(cu.cuStreamWaitEvent(s, seg.ready, 0), "cuStreamWaitEvent")
             cd.check(
-                cu.cuMemcpyDtoDAsync(d_in + i * self.in_bytes, r.seg.d_input, self.in_bytes, s),
+                cu.cuMemcpyDtoDAsync(d_in + i * self.in_bytes, seg.d_input, self.in_bytes, s),
                 "cuMemcpyDtoDAsync",
             )
         memory.launch_graph(exe, self.stream, f"{self.label} batch {batch}")
-        for i, r in enumerate(reqs):
+        for i, seg in enumerate(segs):
             cd.check(
-                cu.cuMemcpyDtoDAsync(r.seg.d_output, d_out + i * self.out_bytes, self.out_bytes, s),
+                cu.cuMemcpyDtoDAsync(seg.d_output, d_out + i * self.out_bytes, self.out_bytes, s),
                 "cuMemcpyDtoDAsync",
             )
         # A ring of events: a session waits on its batch's (a re-record is of a later batch on
         # the same stream, so a late wait is never too early).
         done = self._events[self.batches % len(self._events)]
         cd.check(cu.cuEventRecord(done, s), "cuEventRecord")
-        for r in reqs:
-            r.seg.done = done
-
-    def _work(self) -> None:
-        self.gpu.device.make_current()
-        while True:
-            reqs = self._take()
-            if reqs is None:
-                break
-            try:
-                self._issue(reqs)
-            except Exception as exc:  # every session of the batch gets the error
-                for r in reqs:
-                    r.error = exc
-            self.batches += 1
-            self.inputs += len(reqs)
-            self.largest = max(self.largest, len(reqs))
-            for r in reqs:
-                r.taken.set()
-        with self._cond:
-            for r in self._queue:
-                r.error = BackendError(f"shared GPU model {self.label} closed")
-                r.taken.set()
-            self._queue.clear()
+        for seg in segs:
+            seg.done = done
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(5.0)
+        self.stop()
         self.stream.synchronize()
         memory.destroy_graphs(self._graphs)
         for net in self._nets.values():
@@ -188,17 +122,7 @@ class GpuBatchRunner:
         self.stream.close()
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "model": self.label,
-            "input": list(self.shape),
-            "device": "cuda",
-            "batching": True,
-            "sessions": self.users,
-            "batches": self.batches,
-            "inputs": self.inputs,
-            "mean_batch": round(self.inputs / self.batches, 2) if self.batches else 0.0,
-            "largest_batch": self.largest,
-        }
+        return {**super().stats(), "input": list(self.shape), "device": "cuda", "batching": True}
 
 
 class GpuBatchedSegmenter:
@@ -270,16 +194,13 @@ class SharedGpuModels:
                 c, h, w = shape[1:]
                 runner = GpuBatchRunner(gpu, model, label, (c, h, w), self.wait_ms)
                 self._runners[key] = runner
-            runner.users += 1
+            runner.attach()
         return GpuBatchedSegmenter(runner, stream, lambda: self._release(key))
 
     def _release(self, key: tuple[str, tuple[int, ...]]) -> None:
         with self._lock:
             runner = self._runners.get(key)
-            if runner is None:
-                return
-            runner.users -= 1
-            if runner.users > 0:
+            if runner is None or runner.detach() > 0:
                 return
             del self._runners[key]
         runner.close()

@@ -53,48 +53,26 @@ def symbolic_batch(model: bytes) -> bytes:
 
 
 @dataclass
-class _Request:
-    x: np.ndarray  # (1, C, H, W)
-    out: np.ndarray  # (1, …): the session's own output, written by the worker
+class Request:
+    """One session's input for a batch: ``item`` is the runner's (arrays, device buffers)."""
+
+    item: Any
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
 
-class BatchRunner:
-    """One model at one input shape on ONNX Runtime (CPU): a thread running batches."""
+class Batcher:
+    """The queue and the thread of a shared worker: sessions ``submit`` an item and wait; the
+    thread gathers the items waiting (the adaptive wait above) and hands them to ``serve``,
+    which a runner defines (ONNX Runtime here, the GPU in ``engine.gpu.batch``); an error it
+    raises reaches every session of that batch. ``users``: the sessions attached."""
 
-    def __init__(
-        self,
-        model: bytes,
-        shape: tuple[int, ...],
-        *,
-        threads: int = 1,
-        max_batch: int = MAX_BATCH,
-        wait_ms: float = WAIT_MS,
-        name: str = "model",
-    ) -> None:
-        from engine.inference.onnxruntime import cpu_session
-        from engine.models.registry import onnxruntime_graph
-
+    def __init__(self, name: str, max_batch: int, wait_ms: float) -> None:
         self.name = name
-        self.shape = tuple(shape)  # (C, H, W): one input, without the batch
         self.max_batch = max_batch
         self.wait_s = max(0.0, min(wait_ms, WAIT_MS)) / 1e3
-        graph = onnxruntime_graph(model)
-        self.batching = True
-        try:
-            self.session = cpu_session(symbolic_batch(graph), threads, f"model {name}")
-            self._check_batch()
-        except Exception as exc:  # the graph pins its batch somewhere: one input at a time
-            log.info("shared %s: no batch (%s); inputs run one by one", name, exc)
-            self.batching = False
-            self.session = cpu_session(graph, threads, f"model {name}")
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"model {name}: one input and one output expected")
-        self.out_shape = tuple(self._run(np.zeros((1, *self.shape), np.float32)).shape[1:])
         self._cond = threading.Condition()
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[Request] = deque()
         self._closed = False
         self.users = 0
         self.batches = 0
@@ -103,26 +81,25 @@ class BatchRunner:
         self.waits = 0
         self._gain = 1.0  # inputs gathered per wait (moving average)
         self._since_probe = 0
-        self._thread = threading.Thread(target=self._work, name=f"livefx-infer-{name}", daemon=True)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (once the runner is set up)."""
+        self._thread = threading.Thread(target=self._work, name=f"livefx-{self.name}", daemon=True)
         self._thread.start()
 
-    def _check_batch(self) -> None:
-        x = np.random.default_rng(0).uniform(0, 1, (2, *self.shape)).astype(np.float32)
-        both = self._run(x)
-        one = self._run(x[1:])
-        if both.shape[0] != 2 or not np.array_equal(both[1:], one):
-            raise ModelError("a batch of 2 does not give each input's own output")
+    def serve(self, items: list[Any]) -> None:
+        """Run one batch (the worker thread)."""
+        raise NotImplementedError
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        inp, out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
-        return np.asarray(self.session.run([out], {inp: x})[0])
+    def on_worker(self) -> None:
+        """Called once on the worker thread before the first batch."""
 
     # -- the sessions' side ---------------------------------------------------------------------
 
-    def submit(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Run ``x`` (1, C, H, W) with the other sessions' inputs; its output lands in ``out``.
-        Blocks until it has; raises what the model raised."""
-        req = _Request(x, out)
+    def submit(self, item: Any) -> None:
+        """Hand ``item`` to the worker; return once its batch is served; raise its error."""
+        req = Request(item)
         with self._cond:
             if self._closed:
                 raise BackendError(f"shared model {self.name} is closed")
@@ -141,11 +118,13 @@ class BatchRunner:
             self.users -= 1
             return self.users
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the worker; whoever still waits is told the model closed."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(5.0)
+        if self._thread is not None:
+            self._thread.join(5.0)
 
     # -- the worker -----------------------------------------------------------------------------
 
@@ -160,7 +139,7 @@ class BatchRunner:
             return True
         return False
 
-    def _take(self) -> list[_Request] | None:
+    def _take(self) -> list[Request] | None:
         with self._cond:
             self._cond.wait_for(lambda: self._queue or self._closed)
             if not self._queue:
@@ -176,19 +155,17 @@ class BatchRunner:
                     self._cond.wait(left)
                 self.waits += 1
                 self._gain = 0.8 * self._gain + 0.2 * (len(self._queue) - had)
-            n = min(len(self._queue), self.max_batch if self.batching else 1)
+            n = min(len(self._queue), self.max_batch)
             return [self._queue.popleft() for _ in range(n)]
 
     def _work(self) -> None:
+        self.on_worker()
         while True:
             reqs = self._take()
             if reqs is None:
                 break
             try:
-                x = reqs[0].x if len(reqs) == 1 else np.concatenate([r.x for r in reqs])
-                y = self._run(x)
-                for i, r in enumerate(reqs):
-                    r.out[...] = y[i : i + 1].reshape(r.out.shape)
+                self.serve([r.item for r in reqs])
             except Exception as exc:  # every input of the batch gets the model's error
                 for r in reqs:
                     r.error = exc
@@ -206,8 +183,6 @@ class BatchRunner:
     def stats(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "input": list(self.shape),
-            "batching": self.batching,
             "sessions": self.users,
             "batches": self.batches,
             "inputs": self.inputs,
@@ -215,6 +190,68 @@ class BatchRunner:
             "largest_batch": self.largest,
             "waits": self.waits,
         }
+
+
+class BatchRunner(Batcher):
+    """One model at one input shape on ONNX Runtime (CPU): a thread running batches."""
+
+    def __init__(
+        self,
+        model: bytes,
+        shape: tuple[int, ...],
+        *,
+        threads: int = 1,
+        max_batch: int = MAX_BATCH,
+        wait_ms: float = WAIT_MS,
+        name: str = "model",
+    ) -> None:
+        from engine.inference.onnxruntime import cpu_session
+        from engine.models.registry import onnxruntime_graph
+
+        self.shape = tuple(shape)  # (C, H, W): one input, without the batch
+        graph = onnxruntime_graph(model)
+        self.batching = True
+        try:
+            self.session = cpu_session(symbolic_batch(graph), threads, f"model {name}")
+            self._check_batch()
+        except Exception as exc:  # the graph pins its batch somewhere: one input at a time
+            log.info("shared %s: no batch (%s); inputs run one by one", name, exc)
+            self.batching = False
+            self.session = cpu_session(graph, threads, f"model {name}")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"model {name}: one input and one output expected")
+        self.out_shape = tuple(self._run(np.zeros((1, *self.shape), np.float32)).shape[1:])
+        super().__init__(name, max_batch if self.batching else 1, wait_ms)
+        self.start()
+
+    def _check_batch(self) -> None:
+        x = np.random.default_rng(0).uniform(0, 1, (2, *self.shape)).astype(np.float32)
+        both = self._run(x)
+        one = self._run(x[1:])
+        if both.shape[0] != 2 or not np.array_equal(both[1:], one):
+            raise ModelError("a batch of 2 does not give each input's own output")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        inp, out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
+        return np.asarray(self.session.run([out], {inp: x})[0])
+
+    def run(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Run ``x`` (1, C, H, W) with the other sessions' inputs; its output lands in ``out``.
+        Blocks until it has; raises what the model raised."""
+        self.submit((x, out))
+
+    def serve(self, items: list[Any]) -> None:
+        xs = [x for x, _ in items]
+        y = self._run(xs[0] if len(xs) == 1 else np.concatenate(xs))
+        for i, (_, out) in enumerate(items):
+            out[...] = y[i : i + 1].reshape(out.shape)
+
+    def close(self) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "input": list(self.shape), "batching": self.batching}
 
 
 class BatchedBackend:
@@ -231,7 +268,7 @@ class BatchedBackend:
         self._closed = False
 
     def run(self) -> np.ndarray:
-        self.runner.submit(self.input, self.output)
+        self.runner.run(self.input, self.output)
         return self.output
 
     def close(self) -> None:
