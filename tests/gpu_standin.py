@@ -511,13 +511,13 @@ def batched_frames(gpu: Any) -> list[str]:
     own = run(None)
     models = SharedGpuModels(gpu, wait_ms=2.0)
     stats: list[dict[str, Any]] = []
-    orig_close = models._release
+    orig_close = models.release
 
     def keep_stats(key: Any) -> None:  # the runner's figures before the last session ends it
         stats[:] = models.stats() or stats
         orig_close(key)
 
-    models._release = keep_stats  # type: ignore[method-assign]
+    models.release = keep_stats  # type: ignore[method-assign]
     shared = run(models)
     largest = max((st["largest_batch"] for st in stats), default=0)
     same = shared == own

@@ -167,10 +167,9 @@ def test_pooling(net_lib) -> None:
     check(net_lib, *case_pooling())
 
 
-@pytest.mark.parametrize(
-    "coord", ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
-)
-def test_resize(net_lib, coord: str) -> None:
+def resize_graph(coord: str) -> tuple[G, list[str]]:
+    """Resize in every mode (linear; nearest with each rounding), by scales up and down and by
+    sizes, with the coordinate mode ``coord`` (also the PyTorch peer's test)."""
     g = G(c=2, h=7, w=9)
     outs = []
     for mode, nearest in [
@@ -197,6 +196,14 @@ def test_resize(net_lib, coord: str) -> None:
                     nearest_mode=nearest,
                 )
             )
+    return g, outs
+
+
+@pytest.mark.parametrize(
+    "coord", ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
+)
+def test_resize(net_lib, coord: str) -> None:
+    g, outs = resize_graph(coord)
     check(net_lib, g, outs, tol=1e-5)
 
 

@@ -88,45 +88,15 @@ def test_op_cases_match_onnxruntime(case: str) -> None:
         assert float(np.abs(out - ref).max()) <= 1e-4 * scale, name
 
 
-def _resize_graph(coord: str, asymmetric_pads: bool = False) -> tuple[Any, list[str]]:
-    from tests.test_net_ops import G
-
-    g = G(c=2, h=7, w=9)
-    outs = []
-    for mode, nearest in [
-        ("linear", "floor"),
-        ("nearest", "floor"),
-        ("nearest", "round_prefer_floor"),
-        ("nearest", "ceil"),
-        ("nearest", "round_prefer_ceil"),
-    ]:
-        for scales, sizes in [
-            ([1, 1, 2, 2], None),
-            ([1, 1, 0.5, 0.75], None),
-            (None, [1, 2, 10, 13]),
-        ]:
-            ins = ["x", "", g.const(np.array(scales, np.float32)) if scales else ""]
-            if sizes:
-                ins.append(g.const(np.array(sizes, np.int64)))
-            outs.append(
-                g.op(
-                    "Resize",
-                    ins,
-                    mode=mode,
-                    coordinate_transformation_mode=coord,
-                    nearest_mode=nearest,
-                )
-            )
-    return g, outs
-
-
 @pytest.mark.parametrize(
     "coord", ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
 )
 def test_resize_modes_match_onnxruntime(coord: str) -> None:
     """Where F.interpolate computes ONNX's coordinates it is used, else the gathers: both
     within float rounding of ONNX Runtime."""
-    g, outs = _resize_graph(coord)
+    from tests.test_net_ops import resize_graph
+
+    g, outs = resize_graph(coord)
     x = np.random.default_rng(2).uniform(0, 1, g.shape).astype(np.float32)
     got, want = both(g.model(outs), "resize", x)
     for name, out, ref in zip(outs, got, want, strict=True):

@@ -24,7 +24,6 @@ decided on the host (as with TensorRT), and a static frame's model runs in the b
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from engine.errors import BackendError, ModelError
 from engine.gpu import driver as cd
 from engine.gpu import memory
 from engine.gpu.module import Gpu
-from engine.inference.batch import Batcher
+from engine.inference.batch import Batcher, Runners
 
 log = logging.getLogger(__name__)
 cu = cd.cu
@@ -169,15 +168,14 @@ class GpuBatchedSegmenter:
         self._release()
 
 
-class SharedGpuModels:
+class SharedGpuModels(Runners):
     """The GPU's shared segmenters, by model and input size; a runner ends with its last
     session."""
 
     def __init__(self, gpu: Gpu | None = None, *, wait_ms: float = WAIT_MS) -> None:
+        super().__init__()
         self.gpu = gpu
         self.wait_ms = wait_ms
-        self._lock = threading.Lock()
-        self._runners: dict[tuple[str, tuple[int, ...]], GpuBatchRunner] = {}
 
     def backend(
         self, model: bytes, label: str, shape: tuple[int, ...], stream: cd.Stream
@@ -187,30 +185,9 @@ class SharedGpuModels:
         if len(shape) != 4 or shape[0] != 1:
             raise BackendError(f"shared GPU model {label}: input {shape}, expected (1, C, H, W)")
         key = (hashlib.sha256(model).hexdigest(), tuple(shape[1:]))
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None:
-                gpu = self.gpu or Gpu.shared()
-                c, h, w = shape[1:]
-                runner = GpuBatchRunner(gpu, model, label, (c, h, w), self.wait_ms)
-                self._runners[key] = runner
-            runner.attach()
-        return GpuBatchedSegmenter(runner, stream, lambda: self._release(key))
-
-    def _release(self, key: tuple[str, tuple[int, ...]]) -> None:
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None or runner.detach() > 0:
-                return
-            del self._runners[key]
-        runner.close()
-
-    def close(self) -> None:
-        with self._lock:
-            runners, self._runners = list(self._runners.values()), {}
-        for r in runners:
-            r.close()
-
-    def stats(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r.stats() for r in self._runners.values()]
+        c, h, w = shape[1:]
+        runner = self._acquire(
+            key,
+            lambda: GpuBatchRunner(self.gpu or Gpu.shared(), model, label, (c, h, w), self.wait_ms),
+        )
+        return GpuBatchedSegmenter(runner, stream, lambda: self.release(key))

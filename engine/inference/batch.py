@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,16 +278,50 @@ class BatchedBackend:
             self._models.release(self._key)
 
 
-class SharedModels:
-    """The shared workers of one process, by model, input shape and threads; a worker ends
-    when its last session closes."""
+class Runners:
+    """Shared workers by key; a worker ends when its last session lets it go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runners: dict[Any, Any] = {}
+
+    def _acquire(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None:
+                runner = self._runners[key] = make()
+            runner.attach()
+        return runner
+
+    def release(self, key: Any) -> None:
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None or runner.detach() > 0:
+                return
+            del self._runners[key]
+        runner.close()
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for r in runners:
+            with contextlib.suppress(Exception):
+                r.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.stats() for r in self._runners.values()]
+
+
+class SharedModels(Runners):
+    """The shared workers of one process, by model, input shape and threads (and, made when a
+    GPU session asks, the GPU's: ``gpu()``)."""
 
     def __init__(self, *, wait_ms: float = WAIT_MS, max_batch: int = MAX_BATCH) -> None:
+        super().__init__()
         self.wait_ms = wait_ms
         self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._runners: dict[tuple[Any, ...], BatchRunner] = {}
-        self._gpu: Any = None  # engine.gpu.batch.SharedGpuModels, made when a GPU session asks
+        self._gpu: Any = None  # engine.gpu.batch.SharedGpuModels
 
     def gpu(self) -> Any:
         """The GPU's shared segmenters (``engine.gpu.batch``; imports cuda-python)."""
@@ -304,38 +339,23 @@ class SharedModels:
         if len(shape) != 4 or shape[0] != 1:
             raise BackendError(f"shared model {name}: input shape {shape}, expected (1, C, H, W)")
         key = (hashlib.sha256(model).hexdigest(), tuple(shape[1:]), threads)
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None:
-                runner = BatchRunner(
-                    model, shape[1:], threads=threads, max_batch=self.max_batch,
-                    wait_ms=self.wait_ms, name=f"{name} {shape[3]}×{shape[2]}",
-                )  # fmt: skip
-                self._runners[key] = runner
-            runner.attach()
+        runner = self._acquire(
+            key,
+            lambda: BatchRunner(
+                model, shape[1:], threads=threads, max_batch=self.max_batch,
+                wait_ms=self.wait_ms, name=f"{name} {shape[3]}×{shape[2]}",
+            ),
+        )  # fmt: skip
         return BatchedBackend(runner, self, key)
 
-    def release(self, key: tuple[Any, ...]) -> None:
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None or runner.detach() > 0:
-                return
-            del self._runners[key]
-        runner.close()
-
     def close(self) -> None:
-        with self._lock:
-            runners, self._runners = list(self._runners.values()), {}
-        for r in runners:
-            with contextlib.suppress(Exception):
-                r.close()
+        super().close()
         if self._gpu is not None:
             with contextlib.suppress(Exception):
                 self._gpu.close()
 
     def stats(self) -> list[dict[str, Any]]:
-        with self._lock:
-            out = [r.stats() for r in self._runners.values()]
+        out = super().stats()
         if self._gpu is not None:
             out += self._gpu.stats()
         return out
