@@ -12,6 +12,7 @@ import pytest
 
 from engine.config import BudgetConfig, EffectConfig, PipelineConfig, ServerConfig
 from engine.inference.batch import BatchRunner, SharedModels
+from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models.registry import load_model
 from engine.pipeline.budget import LOAD_COOLDOWN, BudgetController
 from engine.server.pool import FramePool, Load
@@ -39,10 +40,14 @@ def test_batched_masks_equal_each_input_run_alone_bit_for_bit() -> None:
     xs = _inputs(4)
     backends = [models.backend(load_model("general"), (1, 3, 256, 256), 1, "general")]
     alone = []
-    for x in xs:  # one session: every input alone (batch 1, never a wait)
+    for x in xs:  # one session: every input alone, on its own thread (no hand-off)
         backends[0].input[...] = x
         alone.append(backends[0].run().copy())
-    assert backends[0].runner.largest == 1
+    assert backends[0].runner.alone == 4 and backends[0].runner.batches == 0
+    own = OnnxRuntimeBackend(load_model("general"), input_shape=(1, 3, 256, 256))
+    for x, y in zip(xs, alone, strict=True):  # and what a session's own model gives
+        own.input[...] = x
+        assert np.array_equal(own.run(), y)
     backends += [models.backend(load_model("general"), (1, 3, 256, 256), 1) for _ in range(3)]
     runner = backends[0].runner
     assert all(b.runner is runner for b in backends) and runner.users == 4
@@ -76,7 +81,7 @@ def test_alone_never_waits_and_a_model_error_reaches_its_session() -> None:
     out = np.empty((1, *runner.out_shape), np.float32)
     for _ in range(5):
         runner.run(x, out)
-    assert runner.waits == 0 and runner.batches == 5
+    assert runner.waits == 0 and runner.alone == 5 and runner.batches == 0
     with pytest.raises(Exception, match=r"(?i)invalid|dimension|shape|got"):
         runner.run(np.zeros((1, 3, 10, 10), np.float32), out)  # the wrong size
     runner.run(x, out)  # still serving
@@ -304,7 +309,7 @@ def test_a_real_server_refuses_a_session_it_could_not_serve() -> None:
         stats = get("/stats")
         assert stats["pool"]["workers"] == 2 and stats["pool"]["steps"] > 0
         (shared,) = stats["shared_models"]
-        assert shared["sessions"] == 1 and shared["batches"] > 0
+        assert shared["sessions"] == 1 and shared["alone"] > 0  # one session: no hand-off
         assert get("/health")["load"] > 0
         await a.stop()
 

@@ -10,9 +10,9 @@ the model between them, never waiting on the host in the middle:
     session stream:                                     [post graph: refine … download]
 
 ``GpuBatchedSegmenter.enqueue`` (the session's pool worker) records ``ready`` on the session's
-stream and hands the request to the worker thread, which gathers the requests waiting (up to
-``wait_ms`` while other sessions are still to come, never when one session uses it, as the CPU's
-``engine.inference.batch``), issues the copies and the graph of the smallest planned batch
+stream and hands the request to the worker thread (or, with one session attached, issues it on
+its own thread), which gathers the requests waiting (up to ``wait_ms`` while other sessions are
+still to come, as the CPU's ``engine.inference.batch``), issues the copies and the graph of the smallest planned batch
 (1, 2, 4, 8, 16) that holds them, and records ``done``; the session's stream waits for ``done``
 before its post graph. The net kernels compute each batch item alone (``gridDim.z``), so a
 session's mask is the same, bit for bit, at any batch size (``tests/test_gpu_net.py``).
@@ -65,6 +65,7 @@ class GpuBatchRunner(Batcher):
         gpu.device.make_current()
         self.stream = cd.Stream()
         self._events = [_event() for _ in range(EVENTS)]
+        self._ring = 0
         self._nets: dict[int, Any] = {}  # batch → DeviceNet
         self._graphs: dict[int, Any] = {}  # batch → instantiated graph
         super().__init__(f"gpu {label} {w}×{h}", BATCHES[-1], wait_ms)
@@ -104,7 +105,8 @@ class GpuBatchRunner(Batcher):
             )
         # A ring of events: a session waits on its batch's (a re-record is of a later batch on
         # the same stream, so a late wait is never too early).
-        done = self._events[self.batches % len(self._events)]
+        self._ring += 1
+        done = self._events[self._ring % len(self._events)]
         cd.check(cu.cuEventRecord(done, s), "cuEventRecord")
         for seg in segs:
             seg.done = done

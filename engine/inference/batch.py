@@ -5,15 +5,19 @@ its own ONNX Runtime session); the worker runs every input it holds as one batch
 session its own output. Per-session state (temporal smoothing, the budget level) stays in each
 session's pipeline: only the model's forward pass is shared.
 
-When to run: at once when a single session uses the worker, or when every session that uses it
-has an input waiting; otherwise it waits up to ``wait_ms`` (≤ 2 ms) for the others' inputs.
-Adaptive: when waiting stops gathering anything (the sessions' frames arrive out of phase), the
-worker stops waiting, and tries again every ``PROBE_EVERY`` batches.
+When to run: when a single session uses the worker, its input runs at once on the session's own
+thread (no hand-off, the same session a batch of one runs on); when every session that uses it
+has an input waiting, at once on the worker; otherwise the worker waits up to ``wait_ms`` (≤ 2
+ms) for the others' inputs. Adaptive: when waiting stops gathering anything (the sessions'
+frames arrive out of phase), the worker stops waiting, and tries again every ``PROBE_EVERY``
+batches.
 
 On the CPU the batch is ONNX Runtime's batch dimension: the shipped segmenter's CPU graph with its
-batch made symbolic, the same graph for one input as for sixteen, so a session's mask is the same,
-bit for bit, whether its input ran alone or in a batch (``tests/test_scaling.py``). A model whose
-graph cannot take a batch runs the inputs one after another, still on the one worker.
+batch made symbolic, and one ONNX Runtime session per batch size met with that size fixed, so
+each is optimised as a graph of that batch would be. A session's mask is the same, bit for bit,
+alone, in a batch of any size, and on a session's own model without the worker
+(``tests/test_scaling.py``), and a batch of one costs what the own model does. A model whose
+graph cannot take a batch (or a machine without ``onnx``) runs the inputs one after another.
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ class Batcher:
         self.inputs = 0
         self.largest = 0
         self.waits = 0
+        self.alone = 0  # inputs run on their own thread, one session attached
         self._gain = 1.0  # inputs gathered per wait (moving average)
         self._since_probe = 0
         self._thread: threading.Thread | None = None
+        self._serving = threading.Lock()  # one batch at a time (the worker's, or one alone)
 
     def start(self) -> None:
         """Start the worker thread (once the runner is set up)."""
@@ -99,7 +105,13 @@ class Batcher:
     # -- the sessions' side ---------------------------------------------------------------------
 
     def submit(self, item: Any) -> None:
-        """Hand ``item`` to the worker; return once its batch is served; raise its error."""
+        """Hand ``item`` to the worker; return once its batch is served; raise its error.
+        Alone (one session attached) it is served here, on the caller's thread: no hand-off."""
+        if self.users <= 1:
+            with self._serving:
+                self.serve([item])
+                self.alone += 1
+            return
         req = Request(item)
         with self._cond:
             if self._closed:
@@ -166,7 +178,8 @@ class Batcher:
             if reqs is None:
                 break
             try:
-                self.serve([r.item for r in reqs])
+                with self._serving:
+                    self.serve([r.item for r in reqs])
             except Exception as exc:  # every input of the batch gets the model's error
                 for r in reqs:
                     r.error = exc
@@ -194,7 +207,14 @@ class Batcher:
 
 
 class BatchRunner(Batcher):
-    """One model at one input shape on ONNX Runtime (CPU): a thread running batches."""
+    """One model at one input shape on ONNX Runtime (CPU): a thread running batches.
+
+    The model's batch dimension is made symbolic and one session is made per batch size met,
+    with that size fixed (``add_free_dimension_override_by_name``): ONNX Runtime then plans each
+    as for a graph of that batch, and a batch of one is the session LiveFX runs for one
+    session's own model. Each input's output is the same, bit for bit, at every batch size and
+    with or without the shared worker (checked here at start for 1 and 2; tested).
+    Alone (one session attached), an input runs on the caller's thread: no hand-off."""
 
     def __init__(
         self,
@@ -206,25 +226,40 @@ class BatchRunner(Batcher):
         wait_ms: float = WAIT_MS,
         name: str = "model",
     ) -> None:
-        from engine.inference.onnxruntime import cpu_session
         from engine.models.registry import onnxruntime_graph
 
         self.shape = tuple(shape)  # (C, H, W): one input, without the batch
-        graph = onnxruntime_graph(model)
+        self.threads = threads
+        self.label = name
+        self._graph = onnxruntime_graph(model)
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
         self.batching = True
         try:
-            self.session = cpu_session(symbolic_batch(graph), threads, f"model {name}")
+            self._graph = symbolic_batch(self._graph)
             self._check_batch()
-        except Exception as exc:  # the graph pins its batch somewhere: one input at a time
+        except Exception as exc:  # no onnx, or the graph pins its batch: one input at a time
             log.info("shared %s: no batch (%s); inputs run one by one", name, exc)
             self.batching = False
-            self.session = cpu_session(graph, threads, f"model {name}")
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
+            self._graph = onnxruntime_graph(model)
+            self._sessions.clear()
+        session = self._session(1)
+        if len(session.get_inputs()) != 1 or len(session.get_outputs()) != 1:
             raise ModelError(f"model {name}: one input and one output expected")
         self.out_shape = tuple(self._run(np.zeros((1, *self.shape), np.float32)).shape[1:])
         super().__init__(name, max_batch if self.batching else 1, wait_ms)
         self.start()
+
+    def _session(self, n: int) -> Any:
+        from engine.inference.onnxruntime import cpu_session
+
+        with self._lock:
+            if n not in self._sessions:
+                batch = n if self.batching else None
+                self._sessions[n] = cpu_session(
+                    self._graph, self.threads, f"model {self.label}", batch
+                )
+            return self._sessions[n]
 
     def _check_batch(self) -> None:
         x = np.random.default_rng(0).uniform(0, 1, (2, *self.shape)).astype(np.float32)
@@ -234,8 +269,9 @@ class BatchRunner(Batcher):
             raise ModelError("a batch of 2 does not give each input's own output")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        inp, out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
-        return np.asarray(self.session.run([out], {inp: x})[0])
+        s = self._session(x.shape[0])
+        inp, out = s.get_inputs()[0].name, s.get_outputs()[0].name
+        return np.asarray(s.run([out], {inp: x})[0])
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         """Run ``x`` (1, C, H, W) with the other sessions' inputs; its output lands in ``out``.
@@ -252,7 +288,13 @@ class BatchRunner(Batcher):
         self.stop()
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "input": list(self.shape), "batching": self.batching}
+        return {
+            **super().stats(),
+            "input": list(self.shape),
+            "batching": self.batching,
+            "alone": self.alone,
+            "batch_sizes": sorted(self._sessions),
+        }
 
 
 class BatchedBackend:
@@ -322,6 +364,12 @@ class SharedModels(Runners):
         self.wait_ms = wait_ms
         self.max_batch = max_batch
         self._gpu: Any = None  # engine.gpu.batch.SharedGpuModels
+
+    def warm(self) -> None:
+        """Import what a first worker needs (``onnx``: 0.6 s here), so that the first session's
+        first frame does not wait for it (a server calls this on a thread at start)."""
+        with contextlib.suppress(ImportError):
+            import onnx  # noqa: F401
 
     def gpu(self) -> Any:
         """The GPU's shared segmenters (``engine.gpu.batch``; imports cuda-python)."""

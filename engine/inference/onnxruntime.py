@@ -34,10 +34,16 @@ def _resolve(
     return (1, *(int(d) for d in shape[1:]))  # type: ignore[arg-type]
 
 
-def cpu_session(model: bytes, threads: int, what: str = "the model") -> ort.InferenceSession:
+def cpu_session(
+    model: bytes, threads: int, what: str = "the model", batch: int | None = None
+) -> ort.InferenceSession:
     """An ONNX Runtime CPU session as LiveFX runs every model: sequential, ``threads`` intra-op
-    threads, all graph optimisations, denormals as zero; a load failure is a ``ModelError``."""
+    threads, all graph optimisations, denormals as zero; a load failure is a ``ModelError``.
+    ``batch``: the model's symbolic batch dimension ``N`` fixed at this size (the session is
+    optimised for it, as for a graph made with that batch)."""
     opts = ort.SessionOptions()
+    if batch is not None:
+        opts.add_free_dimension_override_by_name("N", batch)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

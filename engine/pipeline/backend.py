@@ -102,7 +102,7 @@ def _net_missing() -> str | None:
     try:
         import onnx  # noqa: F401  (the kernels runtime reads the ONNX graphs with it)
     except ImportError:
-        return "the onnx package is not installed (pip install 'livefx[gpu]')"
+        return "the onnx package is not installed (pip install onnx)"
     return None
 
 

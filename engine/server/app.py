@@ -132,6 +132,8 @@ class LiveFXServer:
 
     async def start(self) -> int:
         livefx = self.config.mode == "livefx"
+        if self.models is not None and livefx:  # before the first session's first frame
+            threading.Thread(target=self.models.warm, name="livefx-warm", daemon=True).start()
         rtc.install_encoders(self.config.encoder if livefx else None)
         rtc.install_jitter_buffer(low_latency=livefx)
         rtc.install_dtls()
