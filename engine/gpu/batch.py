@@ -12,10 +12,11 @@ the model between them, never waiting on the host in the middle:
 ``GpuBatchedSegmenter.enqueue`` (the session's pool worker) records ``ready`` on the session's
 stream and hands the request to the worker thread (or, with one session attached, issues it on
 its own thread), which gathers the requests waiting (up to ``wait_ms`` while other sessions are
-still to come, as the CPU's ``engine.inference.batch``), issues the copies and the graph of the smallest planned batch
-(1, 2, 4, 8, 16) that holds them, and records ``done``; the session's stream waits for ``done``
-before its post graph. The net kernels compute each batch item alone (``gridDim.z``), so a
-session's mask is the same, bit for bit, at any batch size (``tests/test_gpu_net.py``).
+still to come, as the CPU's ``engine.inference.batch``), issues the copies and the graph of
+the smallest planned batch (1, 2, 4, 8, 16) that holds them, and records ``done``; the
+session's stream waits for ``done`` before its post graph. The net kernels compute each
+batch item alone (``gridDim.z``), so a session's mask is the same, bit for bit, at any batch
+size (``tests/test_gpu_net.py``).
 
 The frame's gate (static frame, scene cut) is not in this path: the budget's ``infer_every`` is
 decided on the host (as with TensorRT), and a static frame's model runs in the batch anyway.
