@@ -233,6 +233,7 @@ class BatchRunner(Batcher):
         self.label = name
         self._graph = onnxruntime_graph(model)
         self._sessions: dict[int, Any] = {}
+        self._io: tuple[str, str] | None = None  # the input's and the output's names
         self._lock = threading.Lock()
         self.batching = True
         try:
@@ -243,6 +244,7 @@ class BatchRunner(Batcher):
             self.batching = False
             self._graph = onnxruntime_graph(model)
             self._sessions.clear()
+            self._io = None
         session = self._session(1)
         if len(session.get_inputs()) != 1 or len(session.get_outputs()) != 1:
             raise ModelError(f"model {name}: one input and one output expected")
@@ -270,7 +272,9 @@ class BatchRunner(Batcher):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         s = self._session(x.shape[0])
-        inp, out = s.get_inputs()[0].name, s.get_outputs()[0].name
+        if self._io is None:  # the same names in every batch size's session
+            self._io = (s.get_inputs()[0].name, s.get_outputs()[0].name)
+        inp, out = self._io
         return np.asarray(s.run([out], {inp: x})[0])
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:

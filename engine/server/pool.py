@@ -179,7 +179,9 @@ class FramePool:
             st = self._stats.get(job.id)
             if st is None:  # removed, or never added
                 return
-            st.arrivals.append(self._clock())
+            now = self._clock()
+            st.arrivals.append(now)
+            st.trim(now - self.window_s)  # bounded even where nobody asks for the load
             if job.id in self._queued or job.id in self._running:
                 return
             self._queued.add(job.id)
@@ -205,9 +207,6 @@ class FramePool:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
 
     def _work(self) -> None:
         while True:
