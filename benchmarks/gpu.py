@@ -278,7 +278,7 @@ def bench_frame(
             def launch() -> None:
                 cd.check(cd.cu.cuGraphLaunch(exe, p.stream.handle), "cuGraphLaunch")
 
-            return ev.time_ms(launch, repeats, warmup=10)
+            return ev.time_ms(launch, repeats, warmup=max(3, min(10, repeats)))
 
         chain = p.chain
         assert chain is not None

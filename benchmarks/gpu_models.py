@@ -78,10 +78,10 @@ def summary_us(ms: list[float], per: int = 1) -> dict[str, float]:
 
 
 def repeats_for(est_ms: float, want: int, least: int = 10, budget_ms: float = 0.0) -> int:
-    """``want`` repeats, fewer where that would spend more than ``budget_ms`` (default
-    ``FIGURE_BUDGET_MS``) of GPU time."""
+    """``want`` repeats, fewer (never under ``least``, nor over ``want``) where that would spend
+    more than ``budget_ms`` (default ``FIGURE_BUDGET_MS``) of GPU time."""
     budget = budget_ms or FIGURE_BUDGET_MS
-    return max(least, min(want, int(budget / max(est_ms, 1e-3))))
+    return max(min(least, want), min(want, int(budget / max(est_ms, 1e-3))))
 
 
 @lru_cache(maxsize=4)

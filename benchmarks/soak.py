@@ -17,7 +17,7 @@ summary (also ``soak.json``):
   counted);
 - after the sessions end: descriptors and threads back at the idle server's figures.
 
-Defaults: 4 sessions of 640×480 blur at 30 fps for one hour. The test suite runs a 60 s one.
+Defaults: 4 sessions of 640×480 blur at 30 fps for one hour. The test suite runs a 30 s one.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ test_kernels_host.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,13 @@ def test_gpu_executor_launches_replayed_by_the_host_build(net_lib) -> None:
     assert r.stdout.count("gate at ") == 3  # static frames and scene cuts as the cpu decides
     assert "gan reconfigured cartoon → mine.onnx" in r.stdout  # not a stale generator's graph
     # Sessions' segmenters batched on the shared GPU worker: the frames of their own graphs.
-    assert "batched on the shared GPU worker: largest batch 3, frames equal: True" in r.stdout
+    # Three sessions meet within the worker's 2 ms wait most of the time, but a busy machine may
+    # split them: any batch of two or more proves the batched graph's frames.
+    batched = re.search(
+        r"batched on the shared GPU worker: largest batch (\d+), frames equal: (\w+)", r.stdout
+    )
+    assert batched, r.stdout
+    assert int(batched[1]) >= 2 and batched[2] == "True", batched[0]
 
 
 def test_gpu_benchmark_runs_through_on_the_standin(net_lib, tmp_path) -> None:
