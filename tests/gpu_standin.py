@@ -477,12 +477,11 @@ def batched_frames(gpu: Any) -> list[str]:
     (engine.gpu.batch: their inputs copied into one batch, one graph, the masks copied back)
     against the same sessions each with the model inside its own one-graph frame: the same
     frames, bit for bit, and the worker did batch."""
-    import threading
-
     from engine.config import EffectConfig, ModelConfig, PipelineConfig
     from engine.gpu.batch import SharedGpuModels
     from engine.pipeline.cuda_pipeline import CudaPipeline
     from engine.samples import composited_clip
+    from tests.sessions import run_sessions
 
     effects = [EffectConfig(name="blur"), EffectConfig(name="colour"), EffectConfig(name="mask")]
     clips = [composited_clip(320, 240, 3, noise=2.0, seed=k).frames for k in range(3)]
@@ -495,20 +494,8 @@ def batched_frames(gpu: Any) -> list[str]:
             )
             for e in effects
         ]
-        outs: list[list[bytes]] = [[] for _ in pipes]
-        go = threading.Barrier(len(pipes))
-
-        def one(i: int) -> None:
-            for f in clips[i]:
-                go.wait()  # the sessions' frames come together: a batch
-                o = pipes[i].process(f)
-                outs[i].append(o.y.tobytes() + o.u.tobytes() + o.v.tobytes())
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pipes))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        # The sessions' frames come together: a batch.
+        outs = run_sessions(pipes, clips, lockstep=True, join_s=300)
         if models is not None and not all(p.batched for p in pipes):
             raise AssertionError("a pipeline did not take the shared GPU worker")
         for p in pipes:

@@ -688,10 +688,9 @@ def test_sessions_batched_on_the_shared_gpu_worker_get_their_own_frames() -> Non
     """Four sessions' segmenters as one batch on the shared GPU worker (engine.gpu.batch), on
     threads: the frames each session gets with the model inside its own one-graph frame, bit
     for bit, at 1280×720 and an odd size."""
-    import threading
-
     from engine.gpu.batch import SharedGpuModels
     from engine.pipeline.cuda_pipeline import CudaPipeline
+    from tests.sessions import run_sessions
 
     sizes = [(1280, 720), (1280, 720), (641, 479), (1280, 720)]
     clips = [clip_frames(w, h, 4) for w, h in sizes]
@@ -699,20 +698,7 @@ def test_sessions_batched_on_the_shared_gpu_worker_get_their_own_frames() -> Non
 
     def run(models: Any) -> list[list[bytes]]:
         pipes = [CudaPipeline(cfg, models=models) for _ in sizes]
-        outs: list[list[bytes]] = [[] for _ in pipes]
-        go = threading.Barrier(len(pipes))
-
-        def one(i: int) -> None:
-            for f in clips[i]:
-                go.wait()
-                o = pipes[i].process(f)
-                outs[i].append(o.y.tobytes() + o.u.tobytes() + o.v.tobytes())
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pipes))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        outs = run_sessions(pipes, clips, lockstep=True, join_s=120)
         assert all(p.batched == (models is not None) for p in pipes)
         for p in pipes:
             p.close()

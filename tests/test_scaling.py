@@ -16,6 +16,7 @@ from engine.inference.onnxruntime import OnnxRuntimeBackend
 from engine.models.registry import load_model
 from engine.pipeline.budget import LOAD_COOLDOWN, BudgetController
 from engine.server.pool import FramePool, Load
+from tests.sessions import frame_bytes, run_sessions
 
 
 def _inputs(n: int, h: int = 256, w: int = 256) -> list[np.ndarray]:
@@ -102,22 +103,11 @@ def test_pipelines_sharing_the_worker_give_the_same_frames_as_one_at_a_time() ->
 
     def run(models: SharedModels, together: bool) -> list[list[bytes]]:
         pipes = [Pipeline(config, shared_factory(models, 1)) for _ in clips]
-        outs: list[list[bytes]] = [[] for _ in clips]
-
-        def one(i: int) -> None:
-            for f in clips[i]:
-                o = pipes[i].process(f)
-                outs[i].append(o.y.tobytes() + o.u.tobytes() + o.v.tobytes())
-
         if together:
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(clips))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+            outs = run_sessions(pipes, clips, lockstep=False, join_s=60)
         else:
-            for i in range(len(clips)):
-                one(i)
+            pairs = zip(pipes, clips, strict=True)
+            outs = [[frame_bytes(q.process(f)) for f in c] for q, c in pairs]
         for p in pipes:
             p.close()
         return outs
