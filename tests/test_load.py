@@ -99,17 +99,20 @@ def test_load_defaults_pre_encoded_and_a_sample_that_grows_with_n() -> None:
 
 
 def test_a_short_ramp_against_livefx_ends_with_a_knee(server, tmp_path: Path) -> None:
-    """Two steps of 2 s against ``livefx serve`` (blur, --max-sessions 2): the second either
-    passes or stops the ramp (drops, p95, or the server full: a 503 is a knee, not a crash)."""
+    """Two steps of 4 s against ``livefx serve`` (blur, --max-sessions 2): the second either
+    passes or stops the ramp (drops, p95, or the server full: a 503 is a knee, not a crash).
+    4 s, not less: a frame in flight at each edge of the window can be miscounted (the arrivals
+    are counted in a window moved by the median round trip), and at one session two such frames
+    of 60 would already pass the 2 % drop limit."""
     r = run_cli(
-        "bench", server.url + "/offer?effect=blur", "--sessions", "ramp:1..2", "--seconds", "2",
+        "bench", server.url + "/offer?effect=blur", "--sessions", "ramp:1..2", "--seconds", "4",
         "--warmup", "1", "--json", "--report", str(tmp_path),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     ramp = result["load"]
     first = ramp["steps"][0]
-    assert first["sessions"] == 1 and first["passed"] and first["fps_out"] > 20
+    assert first["sessions"] == 1 and first["passed"] and first["fps_out"] > 20, first
     assert first["server_cpu_pct"] > 0 and first["server_cores"] >= 1  # from /stats "process"
     assert first["gpu_ms"] is None  # the cpu backend: no GPU time
     assert ramp["knee"] in (1, 2) and isinstance(ramp["stopped"], str)
